@@ -1,0 +1,62 @@
+SHELL := /bin/bash
+
+# ngx_safedelete_module: build, test, demo and benchmark.
+#
+#   make                build build/ngx_http_safedelete_module.so
+#   make test           install what is missing, build, run t/*.t
+#   make test-valgrind  the same suite with nginx under valgrind
+#   make demo           nginx + Redis + json-server demo on :8080
+#   make bench          wrk: plain nginx against the module
+
+NGINX_SRC   ?= /usr/share/nginx/src
+BUILD       := $(CURDIR)/build
+NGX_BUILD   := $(BUILD)/nginx
+MODULE      := $(BUILD)/ngx_http_safedelete_module.so
+SOURCES     := config $(wildcard ngx_safedelete_module/*.c ngx_safedelete_module/*.h)
+CFLAGS_EXTRA ?= -Wall -Wextra -Werror -Wno-unused-parameter
+
+DEB_PACKAGES := nginx nginx-dev libhiredis-dev libcurl4-openssl-dev \
+                libjansson-dev libssl-dev libpcre3-dev zlib1g-dev \
+                redis-server libtest-base-perl wrk valgrind nodejs npm \
+                curl ca-certificates
+
+.PHONY: all deps backend test test-valgrind demo demo-stop bench clean
+
+all: $(MODULE)
+
+deps:
+	@sh t/tools/install-deps.sh $(DEB_PACKAGES)
+
+$(NGX_BUILD)/Makefile: | deps
+	rm -rf $(NGX_BUILD)
+	mkdir -p $(BUILD)
+	cp -a $(NGINX_SRC) $(NGX_BUILD)
+	cd $(NGX_BUILD) && . ./conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" \
+	        --with-cc-opt="$(CFLAGS_EXTRA)" \
+	        --add-dynamic-module=$(CURDIR) >$(BUILD)/configure.log 2>&1 \
+	    || (tail -30 $(BUILD)/configure.log; exit 1)
+
+$(MODULE): $(NGX_BUILD)/Makefile $(SOURCES)
+	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile modules
+	cp $(NGX_BUILD)/objs/ngx_http_safedelete_module.so $(MODULE)
+
+backend: | deps
+	@cd t/backend && if [ ! -d node_modules/json-server ] || \
+	    [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+	    npm ci --no-audit --no-fund --loglevel=error; fi
+
+test: $(MODULE) backend
+	prove -r -I t/lib t/
+
+test-valgrind: $(MODULE) backend
+	TEST_NGINX_USE_VALGRIND=1 prove -r -I t/lib t/
+
+demo: $(MODULE) backend
+	sh t/tools/demo.sh
+
+bench: $(MODULE) backend
+	sh bench/run.sh
+
+clean:
+	rm -rf $(BUILD)
