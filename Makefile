@@ -17,7 +17,7 @@ CFLAGS_EXTRA ?= -Wall -Wextra -Werror -Wno-unused-parameter
 
 DEB_PACKAGES := nginx nginx-dev libhiredis-dev libcurl4-openssl-dev \
                 libjansson-dev libssl-dev libpcre3-dev zlib1g-dev \
-                redis-server libtest-base-perl wrk valgrind nodejs npm \
+                redis-server redis-tools libtest-base-perl wrk valgrind \
                 curl ca-certificates
 
 .PHONY: all deps backend test test-valgrind demo demo-stop bench clean
@@ -26,8 +26,9 @@ all: $(MODULE)
 
 deps:
 	@sh t/tools/install-deps.sh $(DEB_PACKAGES)
+	@command -v npm >/dev/null 2>&1 || sh t/tools/install-deps.sh nodejs npm
 
-$(NGX_BUILD)/Makefile: | deps
+$(NGX_BUILD)/Makefile: config | deps
 	rm -rf $(NGX_BUILD)
 	mkdir -p $(BUILD)
 	cp -a $(NGINX_SRC) $(NGX_BUILD)

@@ -1,0 +1,213 @@
+/*
+ * Copyright (C) ngx_safedelete_module authors
+ *
+ * Structures shared by the files of the module.
+ */
+
+
+#ifndef _NGX_HTTP_SAFEDELETE_H_INCLUDED_
+#define _NGX_HTTP_SAFEDELETE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <jansson.h>
+
+#include "ngx_http_safedelete_redis.h"
+#include "ngx_http_safedelete_http.h"
+
+
+#define NGX_HTTP_SAFEDELETE_MODE_SOFT       0
+#define NGX_HTTP_SAFEDELETE_MODE_HARD       1
+#define NGX_HTTP_SAFEDELETE_MODE_DEFERRED   2
+#define NGX_HTTP_SAFEDELETE_MODE_DENY       3
+
+#define NGX_HTTP_SAFEDELETE_FAIL_CLOSED     0
+#define NGX_HTTP_SAFEDELETE_FAIL_OPEN       1
+
+#define NGX_HTTP_SAFEDELETE_ID_MAX          512
+
+/* nginx 1.22 names no constant for it */
+#define NGX_HTTP_SAFEDELETE_GONE            410
+
+
+typedef enum {
+    NGX_HTTP_SAFEDELETE_STATE_NEW = 0,
+    NGX_HTTP_SAFEDELETE_STATE_WORKING,
+    NGX_HTTP_SAFEDELETE_STATE_DONE,
+    NGX_HTTP_SAFEDELETE_STATE_FORWARDED,
+    NGX_HTTP_SAFEDELETE_STATE_ANSWERED
+} ngx_http_safedelete_state_e;
+
+
+typedef struct {
+    ngx_str_t                         name;
+    ngx_http_complex_value_t          value;
+    ngx_uint_t                        json;     /* value is raw JSON */
+} ngx_http_safedelete_field_t;
+
+
+typedef struct {
+    ngx_str_t                         name;
+    ngx_http_complex_value_t          value;
+} ngx_http_safedelete_header_t;
+
+
+typedef struct ngx_http_safedelete_loc_conf_s
+    ngx_http_safedelete_loc_conf_t;
+
+
+typedef struct {
+    ngx_str_t                         name;
+    ngx_http_safedelete_loc_conf_t   *conf;
+} ngx_http_safedelete_policy_t;
+
+
+typedef struct {
+    ngx_http_safedelete_redis_conf_t  redis;
+    ngx_str_t                         key_prefix;
+    ngx_uint_t                        audit_maxlen;
+    ngx_array_t                       policies;
+    ngx_int_t                         request_id_index;
+    ngx_uint_t                        enabled;  /* a location uses us */
+} ngx_http_safedelete_main_conf_t;
+
+
+struct ngx_http_safedelete_loc_conf_s {
+    ngx_flag_t                        enable;
+    ngx_uint_t                        mode;
+    ngx_flag_t                        api;
+    ngx_flag_t                        hard_override;
+
+    ngx_str_t                         upstream;        /* as written */
+    ngx_str_t                         upstream_origin; /* scheme://host */
+    ngx_str_t                         upstream_path;   /* base path */
+    ngx_flag_t                        upstream_has_uri;
+
+    ngx_array_t                      *forward_headers; /* ngx_str_t */
+    ngx_array_t                      *upstream_headers;
+    ngx_msec_t                        upstream_timeout;
+
+    ngx_http_complex_value_t         *id;
+    ngx_http_complex_value_t         *record_uri;
+    ngx_http_complex_value_t         *actor;
+    ngx_http_complex_value_t         *admin;
+    ngx_http_complex_value_t         *soft_uri;
+
+    ngx_uint_t                        soft_method;
+    ngx_array_t                      *soft_fields;
+    ngx_array_t                      *restore_fields;
+
+    time_t                            undo_window;
+    time_t                            backup_ttl;
+    ngx_uint_t                        fail;
+
+    ngx_str_t                         policy;          /* location name */
+};
+
+
+typedef struct ngx_http_safedelete_ctx_s  ngx_http_safedelete_ctx_t;
+
+typedef void (*ngx_http_safedelete_step_pt)(ngx_http_safedelete_ctx_t *ctx);
+
+
+/* one asynchronous call of a request, and what it brought back */
+typedef struct {
+    ngx_http_safedelete_ctx_t        *ctx;
+    void                             *op;
+    ngx_uint_t                        redis;
+    ngx_int_t                         rc;
+    ngx_uint_t                        status;
+    ngx_str_t                         body;
+    ngx_str_t                         error;
+    ngx_int_t                         total_count;
+    ngx_array_t                      *fields;   /* ngx_keyval_t */
+} ngx_http_safedelete_call_t;
+
+
+struct ngx_http_safedelete_ctx_s {
+    ngx_http_request_t               *request;
+    ngx_http_safedelete_loc_conf_t   *policy;
+    ngx_http_safedelete_state_e       state;
+    ngx_int_t                         verdict;
+    ngx_http_safedelete_step_pt       next;
+    ngx_uint_t                        pending;
+    ngx_queue_t                       http_ops;
+    ngx_queue_t                       redis_ops;
+    ngx_event_t                       resume;
+    ngx_event_t                       timeout;
+    ngx_uint_t                        api;
+
+    ngx_str_t                         id;
+    ngx_str_t                         collection;
+    ngx_str_t                         actor;
+    ngx_flag_t                        admin;
+    ngx_str_t                         now;
+    ngx_str_t                         ts;
+    int64_t                           now_ms;
+    ngx_uint_t                        mode;
+    ngx_str_t                         decision;
+    ngx_str_t                         undo_token;
+
+    ngx_str_t                         record_url;
+    ngx_str_t                         collection_url;
+    json_t                           *snapshot;
+    ngx_str_t                         snapshot_text;
+
+    ngx_http_safedelete_call_t       *call;
+
+    /* the undo record, for the endpoint */
+    ngx_array_t                      *record;
+    ngx_str_t                         restored_body;
+
+    /* a refusal waiting to be sent */
+    ngx_uint_t                        problem_status;
+    ngx_str_t                         problem_code;
+    ngx_str_t                         problem_detail;
+};
+
+
+extern ngx_module_t  ngx_http_safedelete_module;
+
+
+/* handler.c */
+ngx_int_t ngx_http_safedelete_delete_handler(ngx_http_request_t *r);
+ngx_http_safedelete_ctx_t *ngx_http_safedelete_ctx_create(
+    ngx_http_request_t *r, ngx_http_safedelete_loc_conf_t *policy);
+void ngx_http_safedelete_ctx_clock(ngx_http_safedelete_ctx_t *ctx);
+ngx_int_t ngx_http_safedelete_ctx_identity(ngx_http_safedelete_ctx_t *ctx);
+void ngx_http_safedelete_start(ngx_http_safedelete_ctx_t *ctx,
+    ngx_http_safedelete_step_pt step);
+void ngx_http_safedelete_finish(ngx_http_safedelete_ctx_t *ctx);
+void ngx_http_safedelete_refuse(ngx_http_safedelete_ctx_t *ctx,
+    ngx_uint_t status, const char *code, const char *detail);
+ngx_http_safedelete_call_t *ngx_http_safedelete_call_http(
+    ngx_http_safedelete_ctx_t *ctx, ngx_str_t *method, ngx_str_t *url,
+    ngx_str_t *body);
+ngx_http_safedelete_call_t *ngx_http_safedelete_call_new(
+    ngx_http_safedelete_ctx_t *ctx);
+void ngx_http_safedelete_call_store_done(void *data, ngx_int_t rc,
+    ngx_str_t *str, ngx_keyval_t *fields, ngx_uint_t nfields);
+void ngx_http_safedelete_track_store(ngx_http_safedelete_ctx_t *ctx,
+    ngx_http_safedelete_call_t *call, void *op);
+void ngx_http_safedelete_audit(ngx_http_safedelete_ctx_t *ctx,
+    const char *event, ngx_uint_t status, const char *code);
+
+/* filter.c */
+ngx_int_t ngx_http_safedelete_filter_init(ngx_conf_t *cf);
+
+/* api.c */
+ngx_int_t ngx_http_safedelete_api_handler(ngx_http_request_t *r);
+void ngx_http_safedelete_api_respond(ngx_http_safedelete_ctx_t *ctx);
+
+/* variables.c */
+ngx_int_t ngx_http_safedelete_add_variables(ngx_conf_t *cf);
+
+/* module.c */
+ngx_http_safedelete_loc_conf_t *ngx_http_safedelete_find_policy(
+    ngx_http_request_t *r, ngx_str_t *name);
+
+
+#endif /* _NGX_HTTP_SAFEDELETE_H_INCLUDED_ */

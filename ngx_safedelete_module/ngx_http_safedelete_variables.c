@@ -1,0 +1,194 @@
+/*
+ * Copyright (C) ngx_safedelete_module authors
+ *
+ * $safedelete_* variables, for templates and log_format.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_safedelete.h"
+#include "ngx_http_safedelete_json.h"
+
+
+static ngx_int_t ngx_http_safedelete_ctx_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_safedelete_mode_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_safedelete_record_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+#define NGX_HTTP_SAFEDELETE_RECORD_PREFIX  "safedelete_record_"
+
+
+static ngx_http_variable_t  ngx_http_safedelete_vars[] = {
+
+    { ngx_string("safedelete_id"), NULL,
+      ngx_http_safedelete_ctx_variable,
+      offsetof(ngx_http_safedelete_ctx_t, id),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("safedelete_collection"), NULL,
+      ngx_http_safedelete_ctx_variable,
+      offsetof(ngx_http_safedelete_ctx_t, collection),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("safedelete_actor"), NULL,
+      ngx_http_safedelete_ctx_variable,
+      offsetof(ngx_http_safedelete_ctx_t, actor),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("safedelete_now"), NULL,
+      ngx_http_safedelete_ctx_variable,
+      offsetof(ngx_http_safedelete_ctx_t, now),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("safedelete_ts"), NULL,
+      ngx_http_safedelete_ctx_variable,
+      offsetof(ngx_http_safedelete_ctx_t, ts),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("safedelete_decision"), NULL,
+      ngx_http_safedelete_ctx_variable,
+      offsetof(ngx_http_safedelete_ctx_t, decision),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("safedelete_undo_token"), NULL,
+      ngx_http_safedelete_ctx_variable,
+      offsetof(ngx_http_safedelete_ctx_t, undo_token),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("safedelete_mode"), NULL,
+      ngx_http_safedelete_mode_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string(NGX_HTTP_SAFEDELETE_RECORD_PREFIX), NULL,
+      ngx_http_safedelete_record_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
+
+      ngx_http_null_variable
+};
+
+
+ngx_int_t
+ngx_http_safedelete_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_safedelete_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_safedelete_ctx_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                  *s;
+    ngx_http_safedelete_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_safedelete_module);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    s = (ngx_str_t *) ((char *) ctx + data);
+
+    v->len = s->len;
+    v->data = s->data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_safedelete_mode_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_safedelete_ctx_t  *ctx;
+
+    static ngx_str_t  names[] = {
+        ngx_string("soft"),
+        ngx_string("hard"),
+        ngx_string("deferred"),
+        ngx_string("deny")
+    };
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_safedelete_module);
+
+    if (ctx == NULL || ctx->mode > NGX_HTTP_SAFEDELETE_MODE_DENY) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = names[ctx->mode].len;
+    v->data = names[ctx->mode].data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/* $safedelete_record_<field>: a field of the snapshot, as text */
+
+static ngx_int_t
+ngx_http_safedelete_record_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                  *name = (ngx_str_t *) data;
+
+    ngx_int_t                   rc;
+    ngx_str_t                   field, text;
+    ngx_http_safedelete_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_safedelete_module);
+
+    if (ctx == NULL || ctx->snapshot == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    field.data = name->data + sizeof(NGX_HTTP_SAFEDELETE_RECORD_PREFIX) - 1;
+    field.len = name->len - (sizeof(NGX_HTTP_SAFEDELETE_RECORD_PREFIX) - 1);
+
+    rc = ngx_http_safedelete_json_text(r->pool,
+                               ngx_http_safedelete_json_get(ctx->snapshot,
+                                                            &field),
+                               &text);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = text.len;
+    v->data = text.data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
