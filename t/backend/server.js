@@ -67,6 +67,9 @@ db.setState(freshSeed());
 
 let requestLog = [];
 let faults = [];
+// Bumped by /__reset: a request still held by a delay rule from an
+// earlier test must not reach the fresh db of the next one.
+let generation = 0;
 
 const app = jsonServer.create();
 const router = jsonServer.router(db);
@@ -103,6 +106,7 @@ app.use((req, res, next) => {
         db.setState(freshSeed());
         requestLog = [];
         faults = [];
+        generation += 1;
         return sendJson(res, 200, { reset: true });
       case 'GET /__requests':
         return sendJson(res, 200, requestLog);
@@ -202,7 +206,15 @@ app.use((req, res, next) => {
   const rule = faults.find((r) => ruleMatches(r, req));
   if (!rule) return next();
   if (rule.times > 0) rule.times -= 1;
+  const gen = generation;
   const act = () => {
+    // A client (nginx) that gave up meanwhile does not cancel the request:
+    // like a real slow backend, json-server still applies it.
+    if (gen !== generation) {
+      res.statusCode = 503;
+      res.end('backend was reset while this request was delayed\n');
+      return;
+    }
     if (rule.drop || rule.status !== undefined) answerFault(rule, req, res);
     else next(); // delay-only rule: json-server answers after the delay
   };

@@ -18,8 +18,7 @@ package Test::SafeDelete;
 #   TEST_NGINX_BINARY        nginx binary (default /usr/sbin/nginx)
 #   TEST_NGINX_VERBOSE=1     note() each step
 #
-# The section reference is in t/README-harness.md (and in the report of the
-# engineer who wrote this); the sub names below follow the section names.
+# Sections and flow helpers: t/README.md.
 
 use strict;
 use warnings;
@@ -1160,10 +1159,21 @@ sub _exp_for {
     return ref $v eq 'ARRAY' ? $v->[$i] : $v;
 }
 
+my @RESPONSE_SECTIONS = qw(error_code response_headers response_headers_like
+                           response_body response_body_like response_json);
+
 sub _check_responses {
     my ($block) = @_;
     my @resps = @{ $CUR->{responses} };
     my $n = @resps;
+    # Expectations without a request would silently check nothing.
+    if (!$n) {
+        my @orphans = grep { _has($block, $_) } @RESPONSE_SECTIONS;
+        _ok(0, "--- @orphans without --- request",
+            'these sections check the responses of --- request / --- raw_request; '
+            . 'in a --- flow, check the return value of http() instead') if @orphans;
+        return;
+    }
     for my $i (0 .. $#resps) {
         my $r = $resps[$i];
         my $tag = $n > 1 ? " (request " . ($i + 1) . ")" : '';
