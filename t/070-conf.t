@@ -1,0 +1,103 @@
+# Configurations: the shipped conf.d files and bad configurations, as
+# nginx -t sees them.
+use Test::SafeDelete;
+use File::Temp qw(tempdir);
+
+
+# nginx -t of a main config around an http{} body; returns (ok, output)
+sub main::nginx_t {
+    my ($http) = @_;
+    my $dir = tempdir(CLEANUP => 1);
+    mkdir "$dir/logs";
+    open my $fh, '>', "$dir/nginx.conf" or die $!;
+    print $fh "load_module $ENV{TEST_NGINX_MODULE};\n"
+            . "pid $dir/logs/nginx.pid;\n"
+            . "error_log $dir/logs/error.log;\n"
+            . "events { worker_connections 64; }\n"
+            . "http {\n"
+            . "    client_body_temp_path $dir/body;\n"
+            . "    proxy_temp_path $dir/proxy;\n"
+            . "    fastcgi_temp_path $dir/fastcgi;\n"
+            . "    uwsgi_temp_path $dir/uwsgi;\n"
+            . "    scgi_temp_path $dir/scgi;\n"
+            . "    access_log off;\n"
+            . "$http\n}\n";
+    close $fh;
+    my $out = `/usr/sbin/nginx -t -p $dir/ -c $dir/nginx.conf 2>&1`;
+    return ($? == 0, $out);
+}
+
+sub main::conf_d {
+    my ($name) = @_;
+    my $file = "$ENV{TEST_NGINX_REPO}/conf.d/$name";
+    open my $fh, '<', $file or die "$file: $!";
+    local $/;
+    my $text = <$fh>;
+    # no DNS here: the example's backend host becomes the loopback
+    $text =~ s/[a-z0-9-]+\.n7\.xano\.io/127.0.0.1/g;
+    # ports of the examples may be taken on this machine: nginx -t only
+    # parses, it binds nothing
+    return $text;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: the shipped conf.d files pass nginx -t
+--- config
+--- flow
+for my $f ('json-server-demo.conf', 'xano.conf') {
+    my ($ok, $out) = main::nginx_t(main::conf_d($f));
+    ok($ok, "$f passes nginx -t") or diag($out);
+}
+
+
+
+=== TEST 2: safedelete without safedelete_redis is refused
+--- config
+--- flow
+my ($ok, $out) = main::nginx_t(
+    "server { listen 127.0.0.1:1; location / { safedelete on; } }");
+ok(!$ok, 'refused');
+like($out, qr/"safedelete_redis" is not set/, 'says why');
+
+
+
+=== TEST 3: bad directive values are refused with a clear message
+--- config
+--- flow
+my @cases = (
+    ['safedelete_redis http://x;', qr/invalid redis URL/],
+    ['safedelete_redis redis://127.0.0.1:99999;', qr/invalid redis URL/],
+    ["safedelete_redis redis://127.0.0.1;\n"
+     . "server { location / { safedelete_upstream ftp://x/; } }",
+     qr/must start with "http:\/\/"/],
+    ["safedelete_redis redis://127.0.0.1;\n"
+     . "server { location / { safedelete_mode maybe; } }",
+     qr/invalid value "maybe"/],
+    ["safedelete_redis redis://127.0.0.1;\n"
+     . "server { location / { safedelete_soft_method GET; } }",
+     qr/invalid value "GET"/],
+    ["safedelete_redis redis://127.0.0.1;\n"
+     . "server { location / { safedelete_api; safedelete_api; } }",
+     qr/is duplicate/],
+);
+for my $c (@cases) {
+    my ($ok, $out) = main::nginx_t($c->[0]);
+    ok(!$ok, "refused: $c->[0]");
+    like($out, $c->[1], 'message') or diag($out);
+}
+
+
+
+=== TEST 4: a module loaded but unused costs no Redis connection
+--- config
+    location / { return 200 "ok\n"; }
+--- no_default_redis
+--- request
+GET /
+--- response_body
+ok
+--- no_error_log
+safedelete
