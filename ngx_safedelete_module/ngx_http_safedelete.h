@@ -139,6 +139,7 @@ struct ngx_http_safedelete_ctx_s {
     ngx_event_t                       resume;
     ngx_event_t                       timeout;
     ngx_uint_t                        api;
+    ngx_uint_t                        claimed;  /* undo holds the token */
 
     ngx_str_t                         id;
     ngx_str_t                         collection;
@@ -201,6 +202,7 @@ ngx_int_t ngx_http_safedelete_filter_init(ngx_conf_t *cf);
 /* api.c */
 ngx_int_t ngx_http_safedelete_api_handler(ngx_http_request_t *r);
 void ngx_http_safedelete_api_respond(ngx_http_safedelete_ctx_t *ctx);
+void ngx_http_safedelete_undo_release(ngx_http_safedelete_ctx_t *ctx);
 
 /* variables.c */
 ngx_int_t ngx_http_safedelete_add_variables(ngx_conf_t *cf);

@@ -39,7 +39,6 @@ static void ngx_http_safedelete_undo_restored(
     ngx_http_safedelete_ctx_t *ctx);
 static void ngx_http_safedelete_undo_finished(
     ngx_http_safedelete_ctx_t *ctx);
-static void ngx_http_safedelete_undo_release(ngx_http_safedelete_ctx_t *ctx);
 static ngx_int_t ngx_http_safedelete_undo_transition(
     ngx_http_safedelete_ctx_t *ctx, const char *from, const char *to,
     int64_t not_after);
@@ -406,6 +405,8 @@ ngx_http_safedelete_undo_claimed(ngx_http_safedelete_ctx_t *ctx)
 
     if (res->len == 2 && ngx_strncmp(res->data, "ok", 2) == 0) {
 
+        ctx->claimed = 1;
+
         if (ctx->mode == NGX_HTTP_SAFEDELETE_MODE_HARD) {
             /* the record is gone: create it again from the backup */
             ctx->call = ngx_http_safedelete_call_http(ctx, &post,
@@ -574,6 +575,8 @@ ngx_http_safedelete_undo_restored(ngx_http_safedelete_ctx_t *ctx)
         return;
     }
 
+    ctx->claimed = 0;
+
     ctx->next = ngx_http_safedelete_undo_finished;
 }
 
@@ -594,9 +597,15 @@ ngx_http_safedelete_undo_finished(ngx_http_safedelete_ctx_t *ctx)
 
 /* a failed restore gives the token back for another try */
 
-static void
+void
 ngx_http_safedelete_undo_release(ngx_http_safedelete_ctx_t *ctx)
 {
+    if (!ctx->claimed) {
+        return;
+    }
+
+    ctx->claimed = 0;
+
     (void) ngx_http_safedelete_store_undo_transition(&ctx->undo_token,
                                                      "restoring", "active",
                                                      0, NULL, NULL);

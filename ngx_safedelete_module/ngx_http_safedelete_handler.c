@@ -425,6 +425,15 @@ ngx_http_safedelete_resume_phases(ngx_http_safedelete_ctx_t *ctx)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "safedelete: checks done, verdict %i", ctx->verdict);
 
+    /*
+     * a soft delete is no DELETE any more, so the handler will not look
+     * at it again: the verdict is recorded here
+     */
+    if (ctx->problem_status == 0) {
+        ctx->state = NGX_HTTP_SAFEDELETE_STATE_FORWARDED;
+        ctx->decision = ngx_http_safedelete_mode_names[ctx->mode];
+    }
+
     r->write_event_handler = ngx_http_core_run_phases;
     ngx_http_core_run_phases(r);
 }
@@ -457,6 +466,9 @@ ngx_http_safedelete_cleanup(void *data)
     ngx_http_safedelete_ctx_t  *ctx = data;
 
     ngx_http_safedelete_cancel_all(ctx);
+
+    /* an undo cut short by its client gives the token back */
+    ngx_http_safedelete_undo_release(ctx);
 
     if (ctx->timeout.timer_set) {
         ngx_del_timer(&ctx->timeout);
@@ -856,7 +868,16 @@ ngx_http_safedelete_step_snapshot_done(ngx_http_safedelete_ctx_t *ctx)
         return;
     }
 
-    ctx->snapshot_text = call->body;
+    /* kept compact: it goes into Redis twice, audit and undo record */
+    if (ngx_http_safedelete_json_dump(ctx->request->pool, ctx->snapshot,
+                                      &ctx->snapshot_text)
+        != NGX_OK)
+    {
+        ngx_http_safedelete_refuse(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "INTERNAL_ERROR", "out of memory");
+        return;
+    }
+
     ctx->next = ngx_http_safedelete_step_record;
 }
 
