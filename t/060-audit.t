@@ -1,0 +1,120 @@
+# Every step lands in the Redis audit stream, never with a credential.
+use Test::SafeDelete;
+
+our $CONF = <<'_EOC_';
+    safedelete_actor $http_x_user_id;
+
+    location /api/ {
+        safedelete          on;
+        safedelete_upstream http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/;
+        proxy_pass          http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/;
+    }
+
+    location /_safedelete/ { safedelete_api; }
+_EOC_
+
+# the stream as a list of hashes, oldest first
+sub main::audit {
+    my $raw = Test::SafeDelete::Flow::redis('XRANGE', 'safedelete:audit', '-', '+');
+    my @lines = split /\n/, $raw;
+    my (@events, $cur);
+    while (@lines) {
+        my $l = shift @lines;
+        if ($l =~ /^\d+-\d+$/) {
+            $cur = { _id => $l };
+            push @events, $cur;
+            next;
+        }
+        $cur->{$l} = shift @lines;
+    }
+    return \@events;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: a soft delete and its undo carry the SPEC fields
+--- config eval: $::CONF
+--- flow
+my $d = http('DELETE', '/api/users/7', headers => { 'X-User-Id' => '7',
+             'Authorization' => 'Bearer top-secret-credential' });
+is($d->{status}, 200, 'deleted');
+my $u = http('POST', '/_safedelete/undo/' . $d->{headers}{'safedelete-undo'},
+             headers => { 'X-User-Id' => '7',
+                          'Authorization' => 'Bearer top-secret-credential' });
+is($u->{status}, 200, 'undone');
+my $ev = main::audit();
+is(scalar(@$ev), 2, 'two events');
+my ($del, $undo) = @$ev;
+is($del->{event}, 'delete.soft', 'delete event');
+is($undo->{event}, 'undo', 'undo event');
+for my $f (qw(time request_id actor client method uri collection id mode status snapshot)) {
+    ok(defined $del->{$f} && length $del->{$f}, "delete event has $f");
+}
+like($del->{time}, qr/^\d{4}-\d\d-\d\dT[\d:.]+Z$/, 'ISO time');
+like($del->{request_id}, qr/^[0-9a-f]{32}$/, 'request id');
+is($del->{actor}, '7', 'actor');
+is($del->{client}, '127.0.0.1', 'client address');
+is($del->{method}, 'DELETE', 'method');
+is($del->{uri}, '/api/users/7', 'uri');
+is($del->{collection}, '/users', 'collection');
+is($del->{id}, '7', 'id');
+is($del->{mode}, 'soft', 'mode');
+is($del->{status}, '200', 'upstream status');
+is(decode_json($del->{snapshot})->{email}, 'grace@example.com', 'snapshot');
+is($undo->{id}, '7', 'undo names the record');
+is($undo->{method}, 'POST', 'undo method');
+unlike(redis('XRANGE', 'safedelete:audit', '-', '+'), qr/top-secret|Bearer/,
+       'no credential in the stream');
+unlike(join('', map { redis('HGETALL', $_) } split /\n/, redis('KEYS', 'safedelete:*')),
+       qr/top-secret|Bearer/, 'no credential anywhere in Redis');
+--- no_error_log
+[error]
+
+
+
+=== TEST 2: refusals are audited as delete.denied with their code
+--- config eval: $::CONF
+--- flow
+http('DELETE', '/api/users/999', headers => { 'X-User-Id' => '2' });
+http('DELETE', '/api/users/%2e%2e%2e', headers => { 'X-User-Id' => '2' });
+my $ev = main::audit();
+is(scalar(@$ev), 2, 'two events');
+is($ev->[0]{event}, 'delete.denied', 'not found is a denial');
+is($ev->[0]{code}, 'NOT_FOUND', 'with its code');
+is($ev->[0]{status}, '404', 'and status');
+is($ev->[1]{code}, 'INVALID_ID', 'bad id audited too');
+
+
+
+=== TEST 3: the stream is capped
+--- http_config
+    safedelete_audit_maxlen 10;
+--- config eval: $::CONF
+--- flow
+for my $i (1 .. 300) {
+    http('DELETE', '/api/users/' . (1 + $i % 10), headers => { 'X-User-Id' => '1' });
+}
+my $n = redis('XLEN', 'safedelete:audit') + 0;
+cmp_ok($n, '<', 300, "capped near the limit ($n entries kept of 300)");
+--- no_error_log
+[error]
+
+
+
+=== TEST 4: the key prefix is configurable
+--- http_config
+    safedelete_key_prefix "app1:";
+--- config eval: $::CONF
+--- flow
+my $d = http('DELETE', '/api/users/7', headers => { 'X-User-Id' => '7' });
+is($d->{status}, 200, 'deleted');
+is(redis('XLEN', 'app1:audit') + 0, 1, 'audit under the prefix');
+like(redis('KEYS', 'app1:undo:*'), qr/^app1:undo:/, 'undo record under the prefix');
+is(redis('XLEN', 'safedelete:audit') + 0, 0, 'nothing under the default prefix');
+my $u = http('POST', '/_safedelete/undo/' . $d->{headers}{'safedelete-undo'},
+             headers => { 'X-User-Id' => '7' });
+is($u->{status}, 200, 'undo finds it');
+--- no_error_log
+[error]
