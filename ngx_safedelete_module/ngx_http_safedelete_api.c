@@ -322,7 +322,8 @@ ngx_http_safedelete_undo_found(ngx_http_safedelete_ctx_t *ctx)
     }
 
     if (expires == NGX_ERROR || expires < ctx->now_ms) {
-        ngx_http_safedelete_refuse(ctx, NGX_HTTP_SAFEDELETE_GONE, "UNDO_EXPIRED",
+        ngx_http_safedelete_refuse(ctx, NGX_HTTP_SAFEDELETE_GONE,
+                                   "UNDO_EXPIRED",
                                    "the undo window of this deletion "
                                    "has ended");
         return;
@@ -432,7 +433,8 @@ ngx_http_safedelete_undo_claimed(ngx_http_safedelete_ctx_t *ctx)
     }
 
     if (res->len == 7 && ngx_strncmp(res->data, "expired", 7) == 0) {
-        ngx_http_safedelete_refuse(ctx, NGX_HTTP_SAFEDELETE_GONE, "UNDO_EXPIRED",
+        ngx_http_safedelete_refuse(ctx, NGX_HTTP_SAFEDELETE_GONE,
+                                   "UNDO_EXPIRED",
                                    "the undo window of this deletion "
                                    "has ended");
         return;
