@@ -24,6 +24,14 @@
 #define NGX_HTTP_SAFEDELETE_MODE_DEFERRED   2
 #define NGX_HTTP_SAFEDELETE_MODE_DENY       3
 
+#define NGX_HTTP_SAFEDELETE_DEP_BLOCK       0
+#define NGX_HTTP_SAFEDELETE_DEP_CASCADE     1
+#define NGX_HTTP_SAFEDELETE_DEP_UPDATE      2
+#define NGX_HTTP_SAFEDELETE_DEP_REPORT      3
+
+/* related records changed at once, as a cascade or its undo */
+#define NGX_HTTP_SAFEDELETE_WAVE            8
+
 #define NGX_HTTP_SAFEDELETE_FAIL_CLOSED     0
 #define NGX_HTTP_SAFEDELETE_FAIL_OPEN       1
 
@@ -31,6 +39,7 @@
 
 /* nginx 1.22 names no constant for it */
 #define NGX_HTTP_SAFEDELETE_GONE            410
+#define NGX_HTTP_SAFEDELETE_PRECONDITION_REQUIRED  428
 
 
 typedef enum {
@@ -55,6 +64,14 @@ typedef struct {
 } ngx_http_safedelete_header_t;
 
 
+typedef struct {
+    ngx_str_t                         name;
+    ngx_http_complex_value_t          uri;
+    ngx_uint_t                        action;
+    ngx_array_t                      *fields;   /* dependency_set */
+} ngx_http_safedelete_dependency_t;
+
+
 typedef struct ngx_http_safedelete_loc_conf_s
     ngx_http_safedelete_loc_conf_t;
 
@@ -71,6 +88,9 @@ typedef struct {
     ngx_uint_t                        audit_maxlen;
     ngx_array_t                       policies;
     ngx_int_t                         request_id_index;
+    ngx_str_t                         secret_file;
+    ngx_str_t                         secret;
+    ngx_uint_t                        confirm_used;
     ngx_uint_t                        enabled;  /* a location uses us */
 } ngx_http_safedelete_main_conf_t;
 
@@ -104,17 +124,51 @@ struct ngx_http_safedelete_loc_conf_s {
     time_t                            backup_ttl;
     ngx_uint_t                        fail;
 
+    ngx_flag_t                        require_actor;
+    ngx_str_t                         owner_field;
+    ngx_array_t                      *dependencies;
+    ngx_array_t                      *restore_checks;
+    ngx_uint_t                        dependency_limit;
+    ngx_flag_t                        confirm;
+    time_t                            confirm_ttl;
+
     ngx_str_t                         policy;          /* location name */
 };
 
 
 typedef struct ngx_http_safedelete_ctx_s  ngx_http_safedelete_ctx_t;
+typedef struct ngx_http_safedelete_call_s  ngx_http_safedelete_call_t;
 
 typedef void (*ngx_http_safedelete_step_pt)(ngx_http_safedelete_ctx_t *ctx);
 
 
-/* one asynchronous call of a request, and what it brought back */
+/* one lookup of related records, and what it found */
 typedef struct {
+    ngx_http_safedelete_dependency_t *dep;
+    ngx_http_safedelete_call_t       *call;
+    ngx_int_t                         count;
+    ngx_str_t                         collection_url;
+    json_t                           *items;
+} ngx_http_safedelete_lookup_t;
+
+
+/* one related record a cascade changes, and how to put it back */
+typedef struct {
+    ngx_http_safedelete_lookup_t     *lookup;
+    ngx_str_t                         id;
+    ngx_str_t                         method;
+    ngx_str_t                         url;
+    ngx_str_t                         body;
+    ngx_str_t                         revert_method;
+    ngx_str_t                         revert_url;
+    ngx_str_t                         revert_body;
+    ngx_http_safedelete_call_t       *call;
+    ngx_uint_t                        done;
+} ngx_http_safedelete_child_t;
+
+
+/* one asynchronous call of a request, and what it brought back */
+struct ngx_http_safedelete_call_s {
     ngx_http_safedelete_ctx_t        *ctx;
     void                             *op;
     ngx_uint_t                        redis;
@@ -124,7 +178,7 @@ typedef struct {
     ngx_str_t                         error;
     ngx_int_t                         total_count;
     ngx_array_t                      *fields;   /* ngx_keyval_t */
-} ngx_http_safedelete_call_t;
+};
 
 
 struct ngx_http_safedelete_ctx_s {
@@ -163,7 +217,26 @@ struct ngx_http_safedelete_ctx_s {
     ngx_array_t                      *record;
     ngx_str_t                         restored_body;
 
+    /* related records */
+    ngx_array_t                      *lookups;  /* lookup_t */
+    ngx_array_t                      *children; /* child_t */
+    ngx_uint_t                        next_child;
+    ngx_uint_t                        children_failed;
+    ngx_str_t                         cascade_text;
+    ngx_str_t                         cascade_header;
+    json_t                           *counts;
+
+    ngx_http_safedelete_step_pt       then;
+
+    /* confirmation */
+    ngx_str_t                         confirm_token;
+    ngx_str_t                         confirm_sig;
+    ngx_uint_t                        confirm_ok;
+    time_t                            confirm_expiry;
+
     /* a refusal waiting to be sent */
+    const char                       *problem_event;
+    json_t                           *problem_extra;
     ngx_uint_t                        problem_status;
     ngx_str_t                         problem_code;
     ngx_str_t                         problem_detail;
@@ -195,6 +268,34 @@ void ngx_http_safedelete_track_store(ngx_http_safedelete_ctx_t *ctx,
     ngx_http_safedelete_call_t *call, void *op);
 void ngx_http_safedelete_audit(ngx_http_safedelete_ctx_t *ctx,
     const char *event, ngx_uint_t status, const char *code);
+void ngx_http_safedelete_audit_ext(ngx_http_safedelete_ctx_t *ctx,
+    const char *event, ngx_uint_t status, const char *code,
+    ngx_keyval_t *extra, ngx_uint_t nextra);
+ngx_int_t ngx_http_safedelete_header_out(ngx_http_request_t *r,
+    const char *name, ngx_str_t *value);
+
+ngx_int_t ngx_http_safedelete_call_headers(ngx_http_safedelete_ctx_t *ctx,
+    ngx_array_t **headers);
+void ngx_http_safedelete_background(ngx_http_safedelete_ctx_t *ctx,
+    ngx_str_t *method, ngx_str_t *url, ngx_str_t *body);
+
+/* depends.c */
+ngx_int_t ngx_http_safedelete_deps_start(ngx_http_safedelete_ctx_t *ctx,
+    ngx_array_t *deps);
+ngx_int_t ngx_http_safedelete_deps_collect(ngx_http_safedelete_ctx_t *ctx,
+    ngx_uint_t checks);
+ngx_int_t ngx_http_safedelete_deps_plan(ngx_http_safedelete_ctx_t *ctx);
+void ngx_http_safedelete_cascade_wave(ngx_http_safedelete_ctx_t *ctx);
+void ngx_http_safedelete_cascade_revert(ngx_http_safedelete_ctx_t *ctx);
+ngx_int_t ngx_http_safedelete_replay_plan(ngx_http_safedelete_ctx_t *ctx,
+    ngx_str_t *text);
+void ngx_http_safedelete_replay_wave(ngx_http_safedelete_ctx_t *ctx);
+
+/* confirm.c */
+ngx_int_t ngx_http_safedelete_confirm_make(ngx_http_safedelete_ctx_t *ctx,
+    ngx_str_t *token);
+ngx_int_t ngx_http_safedelete_confirm_check(ngx_http_safedelete_ctx_t *ctx,
+    ngx_str_t *token);
 
 /* filter.c */
 ngx_int_t ngx_http_safedelete_filter_init(ngx_conf_t *cf);

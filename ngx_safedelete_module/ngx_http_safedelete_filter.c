@@ -65,6 +65,9 @@ ngx_http_safedelete_header_filter(ngx_http_request_t *r)
             ngx_str_null(&ctx->undo_token);
         }
 
+        /* the record stays: so do its related records */
+        ngx_http_safedelete_cascade_revert(ctx);
+
         ngx_str_set(&ctx->decision, "failed");
         ngx_http_safedelete_audit(ctx, "delete.failed", status, NULL);
 
@@ -75,6 +78,14 @@ ngx_http_safedelete_header_filter(ngx_http_request_t *r)
                               ctx->mode == NGX_HTTP_SAFEDELETE_MODE_HARD
                               ? "delete.hard" : "delete.soft",
                               status, NULL);
+
+    if (ctx->cascade_header.len
+        && ngx_http_safedelete_add_header(r, "SafeDelete-Cascaded",
+                                          &ctx->cascade_header)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (ctx->undo_token.len == 0) {
         return ngx_http_next_header_filter(r);

@@ -31,18 +31,30 @@ static void ngx_http_safedelete_cancel_all(ngx_http_safedelete_ctx_t *ctx);
 static void ngx_http_safedelete_call_done(ngx_http_safedelete_call_t *call);
 static void ngx_http_safedelete_call_http_done(void *data,
     ngx_http_safedelete_http_result_t *res);
-static ngx_int_t ngx_http_safedelete_call_headers(
-    ngx_http_safedelete_ctx_t *ctx, ngx_array_t **headers);
 
 static void ngx_http_safedelete_step_snapshot(ngx_http_safedelete_ctx_t *ctx);
 static void ngx_http_safedelete_step_snapshot_done(
     ngx_http_safedelete_ctx_t *ctx);
+static void ngx_http_safedelete_step_owner(ngx_http_safedelete_ctx_t *ctx);
+static void ngx_http_safedelete_step_lookups_done(
+    ngx_http_safedelete_ctx_t *ctx);
+static void ngx_http_safedelete_step_gate(ngx_http_safedelete_ctx_t *ctx);
+static void ngx_http_safedelete_step_gate_done(
+    ngx_http_safedelete_ctx_t *ctx);
+static ngx_int_t ngx_http_safedelete_confirm_entry(
+    ngx_http_safedelete_ctx_t *ctx);
+static ngx_int_t ngx_http_safedelete_require_confirm(
+    ngx_http_safedelete_ctx_t *ctx, ngx_uint_t status, const char *code,
+    const char *detail);
+static ngx_table_elt_t *ngx_http_safedelete_header_in(ngx_http_request_t *r,
+    const char *name);
 static void ngx_http_safedelete_step_record(ngx_http_safedelete_ctx_t *ctx);
 static void ngx_http_safedelete_step_record_done(
     ngx_http_safedelete_ctx_t *ctx);
 static void ngx_http_safedelete_step_act(ngx_http_safedelete_ctx_t *ctx);
 static void ngx_http_safedelete_fail_open(ngx_http_safedelete_ctx_t *ctx,
-    ngx_uint_t status, const char *code, const char *detail);
+    ngx_uint_t status, const char *code, const char *detail,
+    ngx_http_safedelete_step_pt resume);
 static ngx_int_t ngx_http_safedelete_rewrite_soft(
     ngx_http_safedelete_ctx_t *ctx);
 static ngx_int_t ngx_http_safedelete_set_content_type(ngx_http_request_t *r);
@@ -132,6 +144,19 @@ ngx_http_safedelete_delete_handler(ngx_http_request_t *r)
                                    "DELETE_NOT_ALLOWED",
                                    "records here are never deleted "
                                    "through the API");
+        return ngx_http_safedelete_verdict(r, ctx);
+    }
+
+    if (sdlcf->require_actor && ctx->actor.len == 0) {
+        ngx_http_safedelete_refuse(ctx, NGX_HTTP_UNAUTHORIZED,
+                                   "ACTOR_REQUIRED",
+                                   "deleting here requires a known actor");
+        return ngx_http_safedelete_verdict(r, ctx);
+    }
+
+    if (sdlcf->confirm
+        && ngx_http_safedelete_confirm_entry(ctx) != NGX_OK)
+    {
         return ngx_http_safedelete_verdict(r, ctx);
     }
 
@@ -356,13 +381,25 @@ ngx_http_safedelete_verdict(ngx_http_request_t *r,
     if (ctx->problem_status != NGX_HTTP_SERVICE_UNAVAILABLE
         || ngx_http_safedelete_store_available())
     {
-        ngx_http_safedelete_audit(ctx, "delete.denied", ctx->problem_status,
+        ngx_http_safedelete_audit(ctx,
+                                  ctx->problem_event ? ctx->problem_event
+                                                     : "delete.denied",
+                                  ctx->problem_status,
                                   (char *) ctx->problem_code.data);
+    }
+
+    if (ctx->confirm_token.len
+        && ngx_http_safedelete_header_out(r, "SafeDelete-Confirm",
+                                          &ctx->confirm_token)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     rc = ngx_http_safedelete_send_problem(r, ctx->problem_status,
                                           &ctx->problem_code,
-                                          &ctx->problem_detail, NULL);
+                                          &ctx->problem_detail,
+                                          ctx->problem_extra);
 
     if (rc == NGX_ERROR || rc > NGX_OK) {
         return rc;
@@ -569,7 +606,7 @@ ngx_http_safedelete_call_http(ngx_http_safedelete_ctx_t *ctx,
 
 /* the client's credentials and the location's fixed headers */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_safedelete_call_headers(ngx_http_safedelete_ctx_t *ctx,
     ngx_array_t **headers)
 {
@@ -823,7 +860,8 @@ ngx_http_safedelete_step_snapshot_done(ngx_http_safedelete_ctx_t *ctx)
         ngx_http_safedelete_fail_open(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                       "SNAPSHOT_FAILED",
                                       "the record could not be read from "
-                                      "the backend; nothing was deleted");
+                                      "the backend; nothing was deleted",
+                                      ngx_http_safedelete_step_owner);
         return;
     }
 
@@ -849,7 +887,8 @@ ngx_http_safedelete_step_snapshot_done(ngx_http_safedelete_ctx_t *ctx)
         ngx_http_safedelete_fail_open(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                       "SNAPSHOT_FAILED",
                                       "the backend did not return the "
-                                      "record; nothing was deleted");
+                                      "record; nothing was deleted",
+                                      ngx_http_safedelete_step_owner);
         return;
     }
 
@@ -864,7 +903,8 @@ ngx_http_safedelete_step_snapshot_done(ngx_http_safedelete_ctx_t *ctx)
         ngx_http_safedelete_fail_open(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                       "SNAPSHOT_INVALID",
                                       "the backend's record is not a JSON "
-                                      "object; nothing was deleted");
+                                      "object; nothing was deleted",
+                                      ngx_http_safedelete_step_owner);
         return;
     }
 
@@ -878,7 +918,392 @@ ngx_http_safedelete_step_snapshot_done(ngx_http_safedelete_ctx_t *ctx)
         return;
     }
 
+    ctx->next = ngx_http_safedelete_step_owner;
+}
+
+
+static void
+ngx_http_safedelete_step_owner(ngx_http_safedelete_ctx_t *ctx)
+{
+    ngx_int_t                        rc;
+    ngx_str_t                        owner;
+    ngx_http_safedelete_loc_conf_t  *sdlcf;
+
+    sdlcf = ctx->policy;
+
+    if (sdlcf->owner_field.len && ctx->snapshot == NULL && !ctx->admin) {
+        /* even failing open, nobody deletes what may not be theirs */
+        ngx_http_safedelete_refuse(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "SNAPSHOT_FAILED",
+                                   "the record's owner cannot be checked; "
+                                   "nothing was deleted");
+        return;
+    }
+
+    if (sdlcf->owner_field.len && !ctx->admin) {
+
+        rc = ngx_http_safedelete_json_text(ctx->request->pool,
+                       ngx_http_safedelete_json_get(ctx->snapshot,
+                                                    &sdlcf->owner_field),
+                       &owner);
+
+        if (rc == NGX_ERROR) {
+            ngx_http_safedelete_refuse(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                       "INTERNAL_ERROR", "out of memory");
+            return;
+        }
+
+        if (rc == NGX_DECLINED || ctx->actor.len == 0
+            || owner.len != ctx->actor.len
+            || ngx_strncmp(owner.data, ctx->actor.data, owner.len) != 0)
+        {
+            ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
+                          "safedelete: \"%V\" may not delete \"%V\": "
+                          "not its owner", &ctx->actor, &ctx->record_url);
+            ngx_http_safedelete_refuse(ctx, NGX_HTTP_FORBIDDEN,
+                                       "ACCESS_DENIED",
+                                       "only the record's owner or an "
+                                       "admin may delete it");
+            return;
+        }
+    }
+
+    if (sdlcf->dependencies == NULL || ctx->lookups != NULL) {
+        ctx->next = ngx_http_safedelete_step_gate;
+        return;
+    }
+
+    if (ngx_http_safedelete_deps_start(ctx, sdlcf->dependencies) != NGX_OK) {
+        ngx_http_safedelete_refuse(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "INTERNAL_ERROR",
+                                   "the dependency lookups could not be "
+                                   "started; nothing was deleted");
+        return;
+    }
+
+    ctx->next = ngx_http_safedelete_step_lookups_done;
+}
+
+
+static void
+ngx_http_safedelete_step_lookups_done(ngx_http_safedelete_ctx_t *ctx)
+{
+    json_t                        *blocked, *extra;
+    ngx_int_t                      rc;
+    ngx_uint_t                     i, force;
+    ngx_table_elt_t               *h;
+    ngx_http_safedelete_lookup_t  *lookup;
+
+    rc = ngx_http_safedelete_deps_collect(ctx, 0);
+
+    if (rc == NGX_DECLINED) {
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_safedelete_refuse(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "INTERNAL_ERROR", "out of memory");
+        return;
+    }
+
+    h = ngx_http_safedelete_header_in(ctx->request, "SafeDelete-Force");
+    force = ctx->admin && h && h->value.len == 1 && h->value.data[0] == '1';
+
+    blocked = json_array();
+    if (blocked == NULL
+        || ngx_http_safedelete_json_own(ctx->request->pool, blocked)
+           != NGX_OK)
+    {
+        ngx_http_safedelete_refuse(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "INTERNAL_ERROR", "out of memory");
+        return;
+    }
+
+    lookup = ctx->lookups->elts;
+
+    for (i = 0; i < ctx->lookups->nelts; i++) {
+        if (lookup[i].dep->action == NGX_HTTP_SAFEDELETE_DEP_BLOCK
+            && lookup[i].count > 0)
+        {
+            json_array_append_new(blocked,
+                            json_string((char *) lookup[i].dep->name.data));
+        }
+    }
+
+    if (json_array_size(blocked) && !force) {
+        extra = json_pack("{s:O,s:O}", "dependencies", ctx->counts,
+                          "blocked_by", blocked);
+        if (extra) {
+            (void) ngx_http_safedelete_json_own(ctx->request->pool, extra);
+        }
+
+        ctx->problem_extra = extra;
+        ctx->problem_event = "delete.blocked";
+
+        ngx_http_safedelete_refuse(ctx, NGX_HTTP_CONFLICT,
+                                   "HAS_DEPENDENCIES",
+                                   "the record still has dependent records; "
+                                   "nothing was deleted");
+        return;
+    }
+
+    if (json_array_size(blocked)) {
+        ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
+                      "safedelete: admin \"%V\" forces the delete of \"%V\" "
+                      "despite dependent records", &ctx->actor,
+                      &ctx->record_url);
+    }
+
+    rc = ngx_http_safedelete_deps_plan(ctx);
+
+    if (rc == NGX_DECLINED) {
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_safedelete_refuse(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "INTERNAL_ERROR",
+                                   "the cascade could not be planned; "
+                                   "nothing was deleted");
+        return;
+    }
+
+    ctx->next = ngx_http_safedelete_step_gate;
+}
+
+
+/* the last check: a confirmation, used up only when all else holds */
+
+static void
+ngx_http_safedelete_step_gate(ngx_http_safedelete_ctx_t *ctx)
+{
+    void        *op;
+    ngx_msec_t   ttl;
+
+    if (!ctx->policy->confirm) {
+        ctx->next = ngx_http_safedelete_step_record;
+        return;
+    }
+
+    if (!ctx->confirm_ok) {
+        (void) ngx_http_safedelete_require_confirm(ctx,
+                       NGX_HTTP_SAFEDELETE_PRECONDITION_REQUIRED,
+                       "CONFIRMATION_REQUIRED",
+                       "confirm this delete: repeat it with the "
+                       "SafeDelete-Confirm header");
+        ctx->problem_event = "delete.confirm_required";
+        return;
+    }
+
+    ctx->call = ngx_http_safedelete_call_new(ctx);
+    if (ctx->call == NULL) {
+        ngx_http_safedelete_refuse(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "INTERNAL_ERROR", "out of memory");
+        return;
+    }
+
+    ttl = (ngx_msec_t) (ctx->confirm_expiry - ngx_time() + 1) * 1000;
+
+    op = ngx_http_safedelete_store_confirm_use(&ctx->confirm_sig, ttl,
+                                          ngx_http_safedelete_call_store_done,
+                                          ctx->call);
+    if (op == NULL) {
+        ngx_http_safedelete_refuse(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "STORE_UNAVAILABLE",
+                                   "the confirmation cannot be checked; "
+                                   "nothing was deleted");
+        return;
+    }
+
+    ngx_http_safedelete_track_store(ctx, ctx->call, op);
+
+    ctx->next = ngx_http_safedelete_step_gate_done;
+}
+
+
+static void
+ngx_http_safedelete_step_gate_done(ngx_http_safedelete_ctx_t *ctx)
+{
+    if (ctx->call->rc == NGX_DECLINED) {
+        ngx_http_safedelete_refuse(ctx, NGX_HTTP_PRECONDITION_FAILED,
+                                   "CONFIRMATION_USED",
+                                   "this confirmation was used before");
+        return;
+    }
+
+    if (ctx->call->rc != NGX_OK) {
+        ngx_http_safedelete_refuse(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "STORE_UNAVAILABLE",
+                                   "the confirmation cannot be checked; "
+                                   "nothing was deleted");
+        return;
+    }
+
     ctx->next = ngx_http_safedelete_step_record;
+}
+
+
+/* a token in the request is checked before anything is asked */
+
+static ngx_int_t
+ngx_http_safedelete_confirm_entry(ngx_http_safedelete_ctx_t *ctx)
+{
+    ngx_int_t         rc;
+    ngx_table_elt_t  *h;
+
+    h = ngx_http_safedelete_header_in(ctx->request, "SafeDelete-Confirm");
+
+    if (h == NULL) {
+        return NGX_OK;
+    }
+
+    rc = ngx_http_safedelete_confirm_check(ctx, &h->value);
+
+    if (rc == NGX_OK) {
+        ctx->confirm_ok = 1;
+        return NGX_OK;
+    }
+
+    if (rc == NGX_BUSY) {
+        return ngx_http_safedelete_require_confirm(ctx,
+                       NGX_HTTP_PRECONDITION_FAILED, "CONFIRMATION_EXPIRED",
+                       "the confirmation has expired; confirm again with "
+                       "the new token");
+    }
+
+    ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
+                  "safedelete: invalid confirmation token for \"%V\"",
+                  &ctx->request->uri);
+
+    ngx_http_safedelete_refuse(ctx, NGX_HTTP_PRECONDITION_FAILED,
+                               "CONFIRMATION_INVALID",
+                               "the confirmation token is not valid for "
+                               "this delete");
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_safedelete_require_confirm(ngx_http_safedelete_ctx_t *ctx,
+    ngx_uint_t status, const char *code, const char *detail)
+{
+    json_t  *extra;
+
+    if (ngx_http_safedelete_confirm_make(ctx, &ctx->confirm_token)
+        != NGX_OK)
+    {
+        ngx_http_safedelete_refuse(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "INTERNAL_ERROR", "no token");
+        return NGX_DECLINED;
+    }
+
+    extra = json_pack("{s:s%,s:I}",
+                      "confirm_token", ctx->confirm_token.data,
+                      ctx->confirm_token.len,
+                      "expires_in", (json_int_t) ctx->policy->confirm_ttl);
+
+    if (extra == NULL
+        || ngx_http_safedelete_json_own(ctx->request->pool, extra) != NGX_OK)
+    {
+        ngx_http_safedelete_refuse(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "INTERNAL_ERROR", "out of memory");
+        return NGX_DECLINED;
+    }
+
+    if (ctx->snapshot) {
+        json_object_set(extra, "record", ctx->snapshot);
+    }
+
+    if (ctx->counts) {
+        json_object_set(extra, "dependencies", ctx->counts);
+    }
+
+    ctx->problem_extra = extra;
+
+    ngx_http_safedelete_refuse(ctx, status, code, detail);
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_table_elt_t *
+ngx_http_safedelete_header_in(ngx_http_request_t *r, const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+ngx_int_t
+ngx_http_safedelete_header_out(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value = *value;
+
+    return NGX_OK;
+}
+
+
+/* an HTTP call that outlives its request: nobody waits for its answer */
+
+void
+ngx_http_safedelete_background(ngx_http_safedelete_ctx_t *ctx,
+    ngx_str_t *method, ngx_str_t *url, ngx_str_t *body)
+{
+    ngx_http_safedelete_http_request_t  req;
+
+    ngx_memzero(&req, sizeof(ngx_http_safedelete_http_request_t));
+
+    if (ngx_http_safedelete_call_headers(ctx, &req.headers) != NGX_OK) {
+        return;
+    }
+
+    req.method = *method;
+    req.url = *url;
+
+    if (body) {
+        req.body = *body;
+    }
+
+    req.timeout = ctx->policy->upstream_timeout;
+    req.log = ngx_cycle->log;
+
+    (void) ngx_http_safedelete_http_start(&req);
 }
 
 
@@ -890,7 +1315,7 @@ ngx_http_safedelete_step_record(ngx_http_safedelete_ctx_t *ctx)
     u_char                          *p;
     void                            *op;
     ngx_str_t                        expires, *rid;
-    ngx_keyval_t                     f[14];
+    ngx_keyval_t                     f[16];
     ngx_uint_t                       n;
     ngx_msec_t                       ttl;
     ngx_http_request_t              *r;
@@ -902,7 +1327,7 @@ ngx_http_safedelete_step_record(ngx_http_safedelete_ctx_t *ctx)
     sdlcf = ctx->policy;
 
     if (sdlcf->undo_window == 0) {
-        ctx->next = ngx_http_safedelete_step_act;
+        ctx->next = ngx_http_safedelete_step_record_done;
         return;
     }
 
@@ -950,6 +1375,10 @@ ngx_http_safedelete_step_record(ngx_http_safedelete_ctx_t *ctx)
     ngx_http_safedelete_field("expires_at", expires);
     ngx_http_safedelete_field("snapshot", ctx->snapshot_text);
 
+    if (ctx->cascade_text.len) {
+        ngx_http_safedelete_field("cascade", ctx->cascade_text);
+    }
+
     if (vv && !vv->not_found) {
         rid = &f[n].value;
         ngx_str_set(&f[n].key, "request_id");
@@ -987,7 +1416,7 @@ ngx_http_safedelete_step_record(ngx_http_safedelete_ctx_t *ctx)
 static void
 ngx_http_safedelete_step_record_done(ngx_http_safedelete_ctx_t *ctx)
 {
-    if (ctx->call->rc != NGX_OK) {
+    if (ctx->undo_token.len && ctx->call->rc != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
                       "safedelete: undo record for \"%V\" not stored",
                       &ctx->record_url);
@@ -995,11 +1424,17 @@ ngx_http_safedelete_step_record_done(ngx_http_safedelete_ctx_t *ctx)
         ngx_http_safedelete_fail_open(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                       "STORE_UNAVAILABLE",
                                       "the undo record could not be "
-                                      "stored; nothing was deleted");
+                                      "stored; nothing was deleted",
+                                      ngx_http_safedelete_cascade_wave);
         return;
     }
 
-    ctx->next = ngx_http_safedelete_step_act;
+    /*
+     * related records change first: if one of them cannot, the record
+     * itself is never touched and the others are put back
+     */
+    ctx->then = ngx_http_safedelete_step_act;
+    ctx->next = ngx_http_safedelete_cascade_wave;
 }
 
 
@@ -1032,7 +1467,8 @@ ngx_http_safedelete_step_act(ngx_http_safedelete_ctx_t *ctx)
 
 static void
 ngx_http_safedelete_fail_open(ngx_http_safedelete_ctx_t *ctx,
-    ngx_uint_t status, const char *code, const char *detail)
+    ngx_uint_t status, const char *code, const char *detail,
+    ngx_http_safedelete_step_pt resume)
 {
     if (ctx->policy->fail == NGX_HTTP_SAFEDELETE_FAIL_CLOSED) {
         ngx_http_safedelete_refuse(ctx, status, code, detail);
@@ -1044,7 +1480,8 @@ ngx_http_safedelete_fail_open(ngx_http_safedelete_ctx_t *ctx,
                   "without undo", code, &ctx->record_url);
 
     ngx_str_null(&ctx->undo_token);
-    ctx->next = ngx_http_safedelete_step_act;
+    ctx->then = ngx_http_safedelete_step_act;
+    ctx->next = resume;
 }
 
 
@@ -1206,10 +1643,19 @@ void
 ngx_http_safedelete_audit(ngx_http_safedelete_ctx_t *ctx, const char *event,
     ngx_uint_t status, const char *code)
 {
+    ngx_http_safedelete_audit_ext(ctx, event, status, code, NULL, 0);
+}
+
+
+void
+ngx_http_safedelete_audit_ext(ngx_http_safedelete_ctx_t *ctx,
+    const char *event, ngx_uint_t status, const char *code,
+    ngx_keyval_t *extra, ngx_uint_t nextra)
+{
     u_char                           *p;
-    ngx_str_t                         st;
-    ngx_uint_t                        n;
-    ngx_keyval_t                      f[16];
+    ngx_str_t                         st, deps;
+    ngx_uint_t                        n, i;
+    ngx_keyval_t                      f[24];
     ngx_http_request_t               *r;
     ngx_http_variable_value_t        *vv;
     ngx_http_safedelete_main_conf_t  *sdmcf;
@@ -1251,8 +1697,19 @@ ngx_http_safedelete_audit(ngx_http_safedelete_ctx_t *ctx, const char *event,
                                                  (u_char *) code }));
     }
 
-    if (ctx->snapshot_text.len) {
+    if (ctx->snapshot_text.len && extra == NULL) {
         ngx_http_safedelete_field("snapshot", ctx->snapshot_text);
+    }
+
+    if (ctx->counts && json_object_size(ctx->counts)
+        && ngx_http_safedelete_json_dump(r->pool, ctx->counts, &deps)
+           == NGX_OK)
+    {
+        ngx_http_safedelete_field("dependencies", deps);
+    }
+
+    for (i = 0; i < nextra && i < 4; i++) {
+        f[n++] = extra[i];
     }
 
     sdmcf = ngx_http_get_module_main_conf(r, ngx_http_safedelete_module);

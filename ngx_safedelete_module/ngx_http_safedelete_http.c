@@ -36,6 +36,8 @@ struct ngx_http_safedelete_http_op_s {
     ngx_http_safedelete_http_pt   handler;
     void                         *data;
     ngx_log_t                    *log;
+    u_char                       *url;
+    u_char                       *method;
 };
 
 
@@ -195,6 +197,9 @@ ngx_http_safedelete_http_start(ngx_http_safedelete_http_request_t *req)
     line = p;
     p = ngx_cpymem(p, req->method.data, req->method.len);
     *p = '\0';
+
+    op->url = url;
+    op->method = line;
 
     easy = curl_easy_init();
     if (easy == NULL) {
@@ -674,6 +679,12 @@ ngx_http_safedelete_http_complete(ngx_http_safedelete_http_op_t *op,
     /* the handler only records the result; it never re-enters curl here */
     if (handler) {
         handler(op->data, &res);
+
+    } else if (res.rc != NGX_OK || res.status < 200 || res.status > 299) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "safedelete: background %s %s failed: %ui %s",
+                      op->method, op->url, res.status,
+                      res.error ? res.error : "");
     }
 
     ngx_http_safedelete_http_op_free(op);

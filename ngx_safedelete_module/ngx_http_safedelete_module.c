@@ -13,6 +13,8 @@
 #include "ngx_http_safedelete_store.h"
 #include "ngx_http_safedelete_uri.h"
 
+#include <openssl/rand.h>
+
 
 static ngx_int_t ngx_http_safedelete_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_safedelete_postconfiguration(ngx_conf_t *cf);
@@ -36,6 +38,16 @@ static char *ngx_http_safedelete_upstream_header_slot(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_safedelete_api_slot(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_safedelete_dependency_slot(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_safedelete_dependency_set_slot(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_safedelete_secret_file_slot(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_safedelete_add_field(ngx_conf_t *cf,
+    ngx_array_t **fields, ngx_str_t *name, ngx_str_t *value,
+    ngx_uint_t json);
+static u_char *ngx_http_safedelete_cstr(ngx_conf_t *cf, ngx_str_t *s);
 
 
 static ngx_conf_enum_t  ngx_http_safedelete_modes[] = {
@@ -59,6 +71,20 @@ static ngx_conf_enum_t  ngx_http_safedelete_fail_policies[] = {
     { ngx_string("closed"), NGX_HTTP_SAFEDELETE_FAIL_CLOSED },
     { ngx_string("open"), NGX_HTTP_SAFEDELETE_FAIL_OPEN },
     { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_safedelete_dep_actions[] = {
+    { ngx_string("block"), NGX_HTTP_SAFEDELETE_DEP_BLOCK },
+    { ngx_string("cascade"), NGX_HTTP_SAFEDELETE_DEP_CASCADE },
+    { ngx_string("update"), NGX_HTTP_SAFEDELETE_DEP_UPDATE },
+    { ngx_string("report"), NGX_HTTP_SAFEDELETE_DEP_REPORT },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_num_bounds_t  ngx_http_safedelete_limit_bounds = {
+    ngx_conf_check_num_bounds, 0, 100000
 };
 
 
@@ -213,6 +239,76 @@ static ngx_command_t  ngx_http_safedelete_commands[] = {
       offsetof(ngx_http_safedelete_loc_conf_t, fail),
       &ngx_http_safedelete_fail_policies },
 
+    { ngx_string("safedelete_require_actor"),
+      NGX_HTTP_SAFEDELETE_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_safedelete_loc_conf_t, require_actor),
+      NULL },
+
+    { ngx_string("safedelete_owner_field"),
+      NGX_HTTP_SAFEDELETE_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_safedelete_loc_conf_t, owner_field),
+      NULL },
+
+    { ngx_string("safedelete_dependency"),
+      NGX_HTTP_SAFEDELETE_CONF|NGX_CONF_TAKE23,
+      ngx_http_safedelete_dependency_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_safedelete_loc_conf_t, dependencies),
+      NULL },
+
+    { ngx_string("safedelete_dependency_set"),
+      NGX_HTTP_SAFEDELETE_CONF|NGX_CONF_TAKE3,
+      ngx_http_safedelete_dependency_set_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) 0 },
+
+    { ngx_string("safedelete_dependency_set_json"),
+      NGX_HTTP_SAFEDELETE_CONF|NGX_CONF_TAKE3,
+      ngx_http_safedelete_dependency_set_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) 1 },
+
+    { ngx_string("safedelete_dependency_limit"),
+      NGX_HTTP_SAFEDELETE_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_safedelete_loc_conf_t, dependency_limit),
+      &ngx_http_safedelete_limit_bounds },
+
+    { ngx_string("safedelete_restore_check"),
+      NGX_HTTP_SAFEDELETE_CONF|NGX_CONF_TAKE2,
+      ngx_http_safedelete_dependency_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_safedelete_loc_conf_t, restore_checks),
+      NULL },
+
+    { ngx_string("safedelete_confirm"),
+      NGX_HTTP_SAFEDELETE_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_safedelete_loc_conf_t, confirm),
+      NULL },
+
+    { ngx_string("safedelete_confirm_ttl"),
+      NGX_HTTP_SAFEDELETE_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_safedelete_loc_conf_t, confirm_ttl),
+      NULL },
+
+    { ngx_string("safedelete_secret_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_safedelete_secret_file_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("safedelete_api"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_safedelete_api_slot,
@@ -317,6 +413,24 @@ ngx_http_safedelete_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (sdmcf->confirm_used && sdmcf->secret.len == 0) {
+        /* tokens then hold for this nginx only, until its next start */
+        sdmcf->secret.data = ngx_pnalloc(cf->pool, 32);
+        if (sdmcf->secret.data == NULL
+            || RAND_bytes(sdmcf->secret.data, 32) != 1)
+        {
+            return NGX_ERROR;
+        }
+
+        sdmcf->secret.len = 32;
+
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"safedelete_confirm\" is used without "
+                           "\"safedelete_secret_file\": confirmation "
+                           "tokens hold for this nginx only until it "
+                           "restarts");
+    }
+
     sdmcf->request_id_index = ngx_http_get_variable_index(cf,
                                              &ngx_http_safedelete_request_id);
     if (sdmcf->request_id_index == NGX_ERROR) {
@@ -405,6 +519,7 @@ ngx_http_safedelete_create_loc_conf(ngx_conf_t *cf)
      *     conf->upstream_has_uri = 0;
      *     conf->api = 0;
      *     conf->policy = { 0, NULL };
+     *     conf->owner_field = { 0, NULL };
      */
 
     conf->enable = NGX_CONF_UNSET;
@@ -424,6 +539,12 @@ ngx_http_safedelete_create_loc_conf(ngx_conf_t *cf)
     conf->undo_window = NGX_CONF_UNSET;
     conf->backup_ttl = NGX_CONF_UNSET;
     conf->fail = NGX_CONF_UNSET_UINT;
+    conf->require_actor = NGX_CONF_UNSET;
+    conf->dependencies = NGX_CONF_UNSET_PTR;
+    conf->restore_checks = NGX_CONF_UNSET_PTR;
+    conf->dependency_limit = NGX_CONF_UNSET_UINT;
+    conf->confirm = NGX_CONF_UNSET;
+    conf->confirm_ttl = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -465,6 +586,15 @@ ngx_http_safedelete_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              7 * 24 * 3600);
     ngx_conf_merge_uint_value(conf->fail, prev->fail,
                               NGX_HTTP_SAFEDELETE_FAIL_CLOSED);
+    ngx_conf_merge_value(conf->require_actor, prev->require_actor, 0);
+    ngx_conf_merge_str_value(conf->owner_field, prev->owner_field, "");
+    ngx_conf_merge_ptr_value(conf->dependencies, prev->dependencies, NULL);
+    ngx_conf_merge_ptr_value(conf->restore_checks, prev->restore_checks,
+                             NULL);
+    ngx_conf_merge_uint_value(conf->dependency_limit, prev->dependency_limit,
+                              100);
+    ngx_conf_merge_value(conf->confirm, prev->confirm, 0);
+    ngx_conf_merge_sec_value(conf->confirm_ttl, prev->confirm_ttl, 60);
 
     if (conf->upstream.data == NULL) {
         conf->upstream = prev->upstream;
@@ -495,6 +625,10 @@ ngx_http_safedelete_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     sdmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_safedelete_module);
     sdmcf->enabled = 1;
+
+    if (conf->confirm) {
+        sdmcf->confirm_used = 1;
+    }
 
     if (!conf->enable) {
         return NGX_CONF_OK;
@@ -600,15 +734,25 @@ ngx_http_safedelete_field_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char  *p = conf;
 
-    u_char                             *name;
-    ngx_str_t                          *value;
-    ngx_array_t                       **fields;
-    ngx_http_safedelete_field_t        *f;
-    ngx_http_compile_complex_value_t    ccv;
+    ngx_str_t  *value;
 
-    fields = (ngx_array_t **) (p + cmd->offset);
+    value = cf->args->elts;
 
-    if (*fields == NGX_CONF_UNSET_PTR) {
+    return ngx_http_safedelete_add_field(cf,
+                                         (ngx_array_t **) (p + cmd->offset),
+                                         &value[1], &value[2],
+                                         (ngx_uint_t) cmd->post);
+}
+
+
+static char *
+ngx_http_safedelete_add_field(ngx_conf_t *cf, ngx_array_t **fields,
+    ngx_str_t *name, ngx_str_t *value, ngx_uint_t json)
+{
+    ngx_http_safedelete_field_t       *f;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (*fields == NGX_CONF_UNSET_PTR || *fields == NULL) {
         *fields = ngx_array_create(cf->pool, 4,
                                    sizeof(ngx_http_safedelete_field_t));
         if (*fields == NULL) {
@@ -616,10 +760,8 @@ ngx_http_safedelete_field_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
-    value = cf->args->elts;
-
-    if (value[1].len == 0 || ngx_strlchr(value[1].data,
-                                         value[1].data + value[1].len, '\0'))
+    if (name->len == 0
+        || ngx_strlchr(name->data, name->data + name->len, '\0'))
     {
         return "has an empty or invalid field name";
     }
@@ -629,23 +771,18 @@ ngx_http_safedelete_field_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* jansson takes NUL-terminated keys */
-    name = ngx_pnalloc(cf->pool, value[1].len + 1);
-    if (name == NULL) {
+    f->name.data = ngx_http_safedelete_cstr(cf, name);
+    if (f->name.data == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    ngx_memcpy(name, value[1].data, value[1].len);
-    name[value[1].len] = '\0';
-
-    f->name.data = name;
-    f->name.len = value[1].len;
-    f->json = (ngx_uint_t) cmd->post;
+    f->name.len = name->len;
+    f->json = json;
 
     ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
 
     ccv.cf = cf;
-    ccv.value = &value[2];
+    ccv.value = value;
     ccv.complex_value = &f->value;
 
     if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
@@ -793,4 +930,235 @@ ngx_http_safedelete_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_safedelete_redis_done();
     ngx_http_safedelete_http_done();
+}
+
+
+/* jansson takes NUL-terminated keys */
+
+static u_char *
+ngx_http_safedelete_cstr(ngx_conf_t *cf, ngx_str_t *s)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(cf->pool, s->len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, s->data, s->len);
+    p[s->len] = '\0';
+
+    return p;
+}
+
+
+static char *
+ngx_http_safedelete_dependency_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t                          *value;
+    ngx_uint_t                          i;
+    ngx_array_t                       **deps;
+    ngx_http_safedelete_dependency_t   *dep, *d;
+    ngx_http_compile_complex_value_t    ccv;
+
+    deps = (ngx_array_t **) (p + cmd->offset);
+    value = cf->args->elts;
+
+    if (*deps == NGX_CONF_UNSET_PTR) {
+        *deps = ngx_array_create(cf->pool, 4,
+                                 sizeof(ngx_http_safedelete_dependency_t));
+        if (*deps == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    d = (*deps)->elts;
+
+    for (i = 0; i < (*deps)->nelts; i++) {
+        if (d[i].name.len == value[1].len
+            && ngx_strncmp(d[i].name.data, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" is defined twice", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (value[1].len == 0) {
+        return "has an empty name";
+    }
+
+    dep = ngx_array_push(*deps);
+    if (dep == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(dep, sizeof(ngx_http_safedelete_dependency_t));
+
+    dep->name.data = ngx_http_safedelete_cstr(cf, &value[1]);
+    if (dep->name.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    dep->name.len = value[1].len;
+    dep->action = NGX_HTTP_SAFEDELETE_DEP_BLOCK;
+
+    if (cf->args->nelts == 4) {
+        for (i = 0; ngx_http_safedelete_dep_actions[i].name.len; i++) {
+            if (ngx_http_safedelete_dep_actions[i].name.len == value[3].len
+                && ngx_strncmp(ngx_http_safedelete_dep_actions[i].name.data,
+                               value[3].data, value[3].len)
+                   == 0)
+            {
+                dep->action = ngx_http_safedelete_dep_actions[i].value;
+                break;
+            }
+        }
+
+        if (ngx_http_safedelete_dep_actions[i].name.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid action \"%V\", expected \"block\", "
+                               "\"cascade\", \"update\" or \"report\"",
+                               &value[3]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[2];
+    ccv.complex_value = &dep->uri;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_safedelete_dependency_set_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_safedelete_loc_conf_t *sdlcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
+    ngx_http_safedelete_dependency_t  *dep;
+
+    value = cf->args->elts;
+
+    if (sdlcf->dependencies == NGX_CONF_UNSET_PTR) {
+        goto unknown;
+    }
+
+    dep = sdlcf->dependencies->elts;
+
+    for (i = 0; i < sdlcf->dependencies->nelts; i++) {
+        if (dep[i].name.len == value[1].len
+            && ngx_strncmp(dep[i].name.data, value[1].data, value[1].len)
+               == 0)
+        {
+            if (dep[i].action != NGX_HTTP_SAFEDELETE_DEP_CASCADE
+                && dep[i].action != NGX_HTTP_SAFEDELETE_DEP_UPDATE)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "dependency \"%V\" is neither \"cascade\" "
+                                   "nor \"update\": it changes nothing",
+                                   &value[1]);
+                return NGX_CONF_ERROR;
+            }
+
+            return ngx_http_safedelete_add_field(cf, &dep[i].fields,
+                                                 &value[2], &value[3],
+                                                 (ngx_uint_t) cmd->post);
+        }
+    }
+
+unknown:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "unknown dependency \"%V\": define it first with "
+                       "\"safedelete_dependency\" in the same block",
+                       &value[1]);
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_safedelete_secret_file_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_safedelete_main_conf_t *sdmcf = conf;
+
+    ssize_t     n;
+    ngx_str_t  *value;
+    ngx_file_t  file;
+    u_char      buf[1024];
+
+    if (sdmcf->secret_file.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    sdmcf->secret_file = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &sdmcf->secret_file, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+
+    file.name = sdmcf->secret_file;
+    file.log = cf->log;
+    file.fd = ngx_open_file(file.name.data, NGX_FILE_RDONLY,
+                            NGX_FILE_OPEN, 0);
+
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", &file.name);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_file(&file, buf, sizeof(buf), 0);
+
+    if (ngx_close_file(file.fd) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
+                           ngx_close_file_n " \"%V\" failed", &file.name);
+    }
+
+    if (n == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* an editor's final newline is no part of the key */
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'
+                     || buf[n - 1] == ' '))
+    {
+        n--;
+    }
+
+    if (n < 16) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "secret file \"%V\" holds fewer than 16 bytes",
+                           &file.name);
+        return NGX_CONF_ERROR;
+    }
+
+    sdmcf->secret.data = ngx_pnalloc(cf->pool, n);
+    if (sdmcf->secret.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(sdmcf->secret.data, buf, n);
+    sdmcf->secret.len = n;
+
+    ngx_explicit_memzero(buf, sizeof(buf));
+
+    return NGX_CONF_OK;
 }

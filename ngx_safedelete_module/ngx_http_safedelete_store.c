@@ -17,6 +17,8 @@ static void ngx_http_safedelete_store_status_reply(
     ngx_http_safedelete_redis_op_t *op, redisReply *reply);
 static void ngx_http_safedelete_store_hash_reply(
     ngx_http_safedelete_redis_op_t *op, redisReply *reply);
+static void ngx_http_safedelete_store_set_reply(
+    ngx_http_safedelete_redis_op_t *op, redisReply *reply);
 static size_t ngx_http_safedelete_store_key(u_char *buf, const char *kind,
     ngx_str_t *id);
 
@@ -189,6 +191,36 @@ ngx_http_safedelete_store_undo_delete(ngx_str_t *token)
 }
 
 
+/* NGX_OK: first use; NGX_DECLINED: used before */
+
+void *
+ngx_http_safedelete_store_confirm_use(ngx_str_t *sig, ngx_msec_t ttl,
+    ngx_http_safedelete_store_pt handler, void *data)
+{
+    u_char       key[NGX_HTTP_SAFEDELETE_STORE_KEY_MAX];
+    u_char       ms[NGX_INT_T_LEN];
+    size_t       lens[7];
+    const char  *argv[7];
+
+    argv[0] = "SET";
+    lens[0] = 3;
+    argv[1] = (char *) key;
+    lens[1] = ngx_http_safedelete_store_key(key, "confirm:", sig);
+    argv[2] = "1";
+    lens[2] = 1;
+    argv[3] = "NX";
+    lens[3] = 2;
+    argv[4] = "PX";
+    lens[4] = 2;
+    argv[5] = (char *) ms;
+    lens[5] = ngx_sprintf(ms, "%M", ttl) - ms;
+
+    return ngx_http_safedelete_redis_command(6, argv, lens,
+                                        ngx_http_safedelete_store_set_reply,
+                                        (void *) handler, data);
+}
+
+
 void
 ngx_http_safedelete_store_audit(ngx_keyval_t *fields, ngx_uint_t nfields)
 {
@@ -318,4 +350,22 @@ ngx_http_safedelete_store_hash_reply(ngx_http_safedelete_redis_op_t *op,
     handler(op->data, NGX_OK, NULL, kv, n);
 
     ngx_free(kv);
+}
+
+
+static void
+ngx_http_safedelete_store_set_reply(ngx_http_safedelete_redis_op_t *op,
+    redisReply *reply)
+{
+    ngx_http_safedelete_store_pt  handler;
+
+    handler = (ngx_http_safedelete_store_pt) op->handler;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        handler(op->data, NGX_ERROR, NULL, NULL, 0);
+        return;
+    }
+
+    handler(op->data, reply->type == REDIS_REPLY_NIL ? NGX_DECLINED : NGX_OK,
+            NULL, NULL, 0);
 }

@@ -35,6 +35,8 @@ void *ngx_http_safedelete_store_undo_transition(ngx_str_t *token,
     const char *from, const char *to, int64_t not_after_ms,
     ngx_http_safedelete_store_pt handler, void *data);
 void ngx_http_safedelete_store_undo_delete(ngx_str_t *token);
+void *ngx_http_safedelete_store_confirm_use(ngx_str_t *sig, ngx_msec_t ttl,
+    ngx_http_safedelete_store_pt handler, void *data);
 void ngx_http_safedelete_store_audit(ngx_keyval_t *fields,
     ngx_uint_t nfields);
 void ngx_http_safedelete_store_cancel(void *op);
