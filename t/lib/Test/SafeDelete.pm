@@ -29,7 +29,8 @@ use B ();
 use Config ();
 use Cwd qw(abs_path);
 use Errno ();
-use File::Basename qw(dirname);
+use File::Basename qw(basename dirname);
+use File::Copy ();
 use File::Path qw(make_path remove_tree);
 use File::Temp qw(tempdir);
 use HTTP::Tiny;
@@ -45,6 +46,7 @@ our $NGINX    = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 our $MODULE   = $ENV{TEST_NGINX_MODULE}
                 || "$REPO/build/ngx_http_safedelete_module.so";
 our $NO_MODULE = $ENV{TEST_NGINX_NO_MODULE} ? 1 : 0;
+our $MODULE_LOADED = $MODULE;    # the copy nginx loads, see run_tests
 our $VALGRIND  = $ENV{TEST_NGINX_USE_VALGRIND} ? 1 : 0;
 our $RELOAD    = $ENV{TEST_NGINX_RELOAD} ? 1 : 0;
 our $KEEP      = $ENV{TEST_NGINX_KEEP} ? 1 : 0;
@@ -107,6 +109,16 @@ sub run_tests {
     $ENV{TEST_NGINX_REPO}         = $REPO;
     $ENV{TEST_NGINX_MODULE}       = $MODULE;
     $ENV{TEST_NGINX_TMP_DIR}      = $FILE_TMP;
+
+    # nginx loads a private copy of the module: "make" replaces the .so
+    # with cp, which rewrites the file in place, and every nginx that has
+    # the old one mapped then dies with SIGSEGV (seen while a rebuild ran
+    # alongside the tests).
+    if (!$NO_MODULE) {
+        $MODULE_LOADED = "$FILE_TMP/" . basename($MODULE);
+        File::Copy::copy($MODULE, $MODULE_LOADED)
+            or die "copy $MODULE to $MODULE_LOADED: $!";
+    }
 
     _normalize_spec();
     my @blocks = Test::Base::blocks();
@@ -490,7 +502,7 @@ sub _nginx_conf_text {
     my $http = _expand($inst->{http_config} // '');
     my $srv  = _expand($inst->{config} // '');
     my @c;
-    push @c, "load_module $MODULE;" unless $NO_MODULE;
+    push @c, "load_module $MODULE_LOADED;" unless $NO_MODULE;
     # As root, nginx would run its workers as "nobody", which cannot enter
     # the 0700 tmp dirs: workers run as root instead (only for tests).
     push @c, "user root;" if $> == 0 && $main !~ /^\s*user\s/m;
@@ -583,9 +595,11 @@ sub _stop_nginx {
         $err = "nginx master $pid did not exit ${timeout}s after SIGQUIT; killed";
         kill 'KILL', -$pid;
         _wait_exit($pid, 5);
+    } elsif ($st & 127) {
+        $err = "nginx master $pid was killed by signal " . ($st & 127)
+             . ($st & 128 ? ' (core dumped)' : '');
     } elsif ($st != 0) {
-        $err = "nginx master exited with status " . ($st >> 8)
-             . ($st & 127 ? " signal " . ($st & 127) : '');
+        $err = "nginx master $pid exited with status " . ($st >> 8);
     }
     # The master waits for its workers before it exits: anything still in
     # its process group is a stray process.
