@@ -28,7 +28,7 @@ deps:
 	@sh t/tools/install-deps.sh $(DEB_PACKAGES)
 	@command -v npm >/dev/null 2>&1 || sh t/tools/install-deps.sh nodejs npm
 
-$(NGX_BUILD)/Makefile: config | deps
+$(NGX_BUILD)/objs/Makefile: config | deps
 	rm -rf $(NGX_BUILD)
 	mkdir -p $(BUILD)
 	cp -a $(NGINX_SRC) $(NGX_BUILD)
@@ -38,9 +38,11 @@ $(NGX_BUILD)/Makefile: config | deps
 	        --add-dynamic-module=$(CURDIR) >$(BUILD)/configure.log 2>&1 \
 	    || (tail -30 $(BUILD)/configure.log; exit 1)
 
-$(MODULE): $(NGX_BUILD)/Makefile $(SOURCES)
+$(MODULE): $(NGX_BUILD)/objs/Makefile $(SOURCES)
 	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile modules
-	cp $(NGX_BUILD)/objs/ngx_http_safedelete_module.so $(MODULE)
+	@# a new file, not the old one rewritten: running workers map it
+	cp $(NGX_BUILD)/objs/ngx_http_safedelete_module.so $(MODULE).tmp
+	mv -f $(MODULE).tmp $(MODULE)
 
 backend: | deps
 	@cd t/backend && if [ ! -d node_modules/json-server ] || \

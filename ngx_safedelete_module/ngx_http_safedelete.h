@@ -105,6 +105,7 @@ struct ngx_http_safedelete_loc_conf_s {
     ngx_str_t                         upstream_origin; /* scheme://host */
     ngx_str_t                         upstream_path;   /* base path */
     ngx_flag_t                        upstream_has_uri;
+    ngx_str_t                         upstream_prefix; /* its location */
 
     ngx_array_t                      *forward_headers; /* ngx_str_t */
     ngx_array_t                      *upstream_headers;

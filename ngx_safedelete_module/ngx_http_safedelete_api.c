@@ -28,6 +28,8 @@ static ngx_table_elt_t *ngx_http_safedelete_api_header_in(
     ngx_http_request_t *r, const char *name);
 static ngx_int_t ngx_http_safedelete_api_out(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
+static ngx_int_t ngx_http_safedelete_api_count_header(ngx_http_request_t *r,
+    const char *name, ngx_uint_t n);
 static ngx_str_t *ngx_http_safedelete_api_field(
     ngx_http_safedelete_ctx_t *ctx, const char *name);
 
@@ -35,8 +37,12 @@ static void ngx_http_safedelete_undo_lookup(ngx_http_safedelete_ctx_t *ctx);
 static void ngx_http_safedelete_undo_found(ngx_http_safedelete_ctx_t *ctx);
 static void ngx_http_safedelete_undo_claimed(ngx_http_safedelete_ctx_t *ctx);
 static void ngx_http_safedelete_undo_current(ngx_http_safedelete_ctx_t *ctx);
+static void ngx_http_safedelete_undo_checks(ngx_http_safedelete_ctx_t *ctx);
+static void ngx_http_safedelete_undo_checked(ngx_http_safedelete_ctx_t *ctx);
+static void ngx_http_safedelete_undo_apply(ngx_http_safedelete_ctx_t *ctx);
 static void ngx_http_safedelete_undo_restored(
     ngx_http_safedelete_ctx_t *ctx);
+static void ngx_http_safedelete_undo_mark(ngx_http_safedelete_ctx_t *ctx);
 static void ngx_http_safedelete_undo_finished(
     ngx_http_safedelete_ctx_t *ctx);
 static ngx_int_t ngx_http_safedelete_undo_transition(
@@ -392,7 +398,6 @@ ngx_http_safedelete_undo_claimed(ngx_http_safedelete_ctx_t *ctx)
     ngx_http_safedelete_call_t  *call;
 
     static ngx_str_t  get = ngx_string("GET");
-    static ngx_str_t  post = ngx_string("POST");
 
     call = ctx->call;
     res = &call->body;
@@ -409,11 +414,12 @@ ngx_http_safedelete_undo_claimed(ngx_http_safedelete_ctx_t *ctx)
         ctx->claimed = 1;
 
         if (ctx->mode == NGX_HTTP_SAFEDELETE_MODE_HARD) {
-            /* the record is gone: create it again from the backup */
-            ctx->call = ngx_http_safedelete_call_http(ctx, &post,
-                                                      &ctx->collection_url,
-                                                      &ctx->snapshot_text);
-            ctx->next = ngx_http_safedelete_undo_restored;
+            /* the record is gone: the backup stands for it */
+            ctx->snapshot = ngx_http_safedelete_json_parse(
+                                ctx->request->pool, &ctx->snapshot_text,
+                                ctx->request->connection->log);
+            ctx->next = ngx_http_safedelete_undo_checks;
+            return;
 
         } else {
             /* what the record holds now feeds the restore fields */
@@ -461,15 +467,11 @@ ngx_http_safedelete_undo_claimed(ngx_http_safedelete_ctx_t *ctx)
 static void
 ngx_http_safedelete_undo_current(ngx_http_safedelete_ctx_t *ctx)
 {
-    json_t                          *body;
-    ngx_str_t                        text, method;
-    ngx_http_request_t              *r;
-    ngx_http_safedelete_call_t      *call;
-    ngx_http_safedelete_loc_conf_t  *sdlcf;
+    ngx_http_request_t          *r;
+    ngx_http_safedelete_call_t  *call;
 
     r = ctx->request;
     call = ctx->call;
-    sdlcf = ctx->policy;
 
     if (call->rc != NGX_OK || call->status < 200 || call->status > 299) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -493,6 +495,120 @@ ngx_http_safedelete_undo_current(ngx_http_safedelete_ctx_t *ctx)
                                    "RESTORE_FAILED",
                                    "the backend's record is not a JSON "
                                    "object; nothing was restored");
+        return;
+    }
+
+    ctx->next = ngx_http_safedelete_undo_checks;
+}
+
+
+/* "the original email is now taken by another user" and its kind */
+
+static void
+ngx_http_safedelete_undo_checks(ngx_http_safedelete_ctx_t *ctx)
+{
+    if (ctx->policy->restore_checks == NULL) {
+        ctx->next = ngx_http_safedelete_undo_apply;
+        return;
+    }
+
+    if (ngx_http_safedelete_deps_start(ctx, ctx->policy->restore_checks)
+        != NGX_OK)
+    {
+        ngx_http_safedelete_undo_release(ctx);
+        ngx_http_safedelete_refuse(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "INTERNAL_ERROR",
+                                   "the restore checks could not be "
+                                   "started; nothing was restored");
+        return;
+    }
+
+    ctx->next = ngx_http_safedelete_undo_checked;
+}
+
+
+static void
+ngx_http_safedelete_undo_checked(ngx_http_safedelete_ctx_t *ctx)
+{
+    json_t                        *extra;
+    ngx_int_t                      rc;
+    ngx_uint_t                     i, conflict;
+    ngx_http_safedelete_lookup_t  *lookup;
+
+    rc = ngx_http_safedelete_deps_collect(ctx, 1);
+
+    if (rc != NGX_OK) {
+        ngx_http_safedelete_undo_release(ctx);
+
+        if (rc == NGX_ERROR) {
+            ngx_http_safedelete_refuse(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                       "INTERNAL_ERROR", "out of memory");
+        }
+
+        return;
+    }
+
+    conflict = 0;
+    lookup = ctx->lookups->elts;
+
+    for (i = 0; i < ctx->lookups->nelts; i++) {
+        if (lookup[i].count > 0) {
+            conflict = 1;
+        }
+    }
+
+    if (!conflict) {
+        ctx->next = ngx_http_safedelete_undo_apply;
+        return;
+    }
+
+    ngx_http_safedelete_undo_release(ctx);
+
+    extra = json_pack("{s:O}", "conflicts", ctx->counts);
+    if (extra) {
+        (void) ngx_http_safedelete_json_own(ctx->request->pool, extra);
+    }
+
+    ctx->problem_extra = extra;
+
+    ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
+                  "safedelete: undo of \"%V\" conflicts with current data",
+                  &ctx->record_url);
+
+    ngx_http_safedelete_refuse(ctx, NGX_HTTP_CONFLICT, "RESTORE_CONFLICT",
+                               "the record cannot be restored as it was: "
+                               "current data conflicts with it; nothing "
+                               "was changed and the token stays valid");
+}
+
+
+static void
+ngx_http_safedelete_undo_apply(ngx_http_safedelete_ctx_t *ctx)
+{
+    json_t                          *body;
+    ngx_str_t                        text, method;
+    ngx_http_request_t              *r;
+    ngx_http_safedelete_loc_conf_t  *sdlcf;
+
+    static ngx_str_t  post = ngx_string("POST");
+
+    r = ctx->request;
+    sdlcf = ctx->policy;
+
+    if (ctx->mode == NGX_HTTP_SAFEDELETE_MODE_HARD) {
+        /* the record is gone: create it again from the backup */
+        ctx->call = ngx_http_safedelete_call_http(ctx, &post,
+                                                  &ctx->collection_url,
+                                                  &ctx->snapshot_text);
+        if (ctx->call == NULL) {
+            ngx_http_safedelete_undo_release(ctx);
+            ngx_http_safedelete_refuse(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                       "INTERNAL_ERROR",
+                                       "the restore could not be started");
+            return;
+        }
+
+        ctx->next = ngx_http_safedelete_undo_restored;
         return;
     }
 
@@ -571,6 +687,26 @@ ngx_http_safedelete_undo_restored(ngx_http_safedelete_ctx_t *ctx)
 
     ngx_http_safedelete_audit(ctx, "undo", call->status, NULL);
 
+    /* then what the cascade changed, as it was planned */
+    if (ngx_http_safedelete_replay_plan(ctx,
+                               ngx_http_safedelete_api_field(ctx, "cascade"))
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "safedelete: undo of \"%V\": the cascade plan is "
+                      "unreadable, related records stay as they are",
+                      &ctx->record_url);
+        ctx->children = NULL;
+    }
+
+    ctx->then = ngx_http_safedelete_undo_mark;
+    ctx->next = ngx_http_safedelete_cascade_wave;
+}
+
+
+static void
+ngx_http_safedelete_undo_mark(ngx_http_safedelete_ctx_t *ctx)
+{
     if (ngx_http_safedelete_undo_transition(ctx, "restoring", "undone", 0)
         != NGX_OK)
     {
@@ -645,6 +781,24 @@ ngx_http_safedelete_api_respond(ngx_http_safedelete_ctx_t *ctx)
 
     if (body.len == 0) {
         ngx_str_set(&body, "{}");
+    }
+
+    if (ctx->children && ctx->children->nelts
+        && ngx_http_safedelete_api_count_header(r, "SafeDelete-Restored",
+                         ctx->children->nelts - ctx->children_failed)
+           != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    if (ctx->children_failed
+        && ngx_http_safedelete_api_count_header(r, "SafeDelete-Restore-Failed",
+                                                ctx->children_failed)
+           != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
     }
 
     ngx_str_set(&ctype, "application/json");
@@ -812,4 +966,21 @@ ngx_http_safedelete_api_preflight(ngx_http_request_t *r)
     r->header_only = 1;
 
     return ngx_http_send_header(r);
+}
+
+
+static ngx_int_t
+ngx_http_safedelete_api_count_header(ngx_http_request_t *r, const char *name,
+    ngx_uint_t n)
+{
+    ngx_str_t  v;
+
+    v.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (v.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    v.len = ngx_sprintf(v.data, "%ui", n) - v.data;
+
+    return ngx_http_safedelete_api_out(r, name, &v);
 }

@@ -601,6 +601,7 @@ ngx_http_safedelete_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->upstream_origin = prev->upstream_origin;
         conf->upstream_path = prev->upstream_path;
         conf->upstream_has_uri = prev->upstream_has_uri;
+        conf->upstream_prefix = prev->upstream_prefix;
     }
 
     if (conf->forward_headers == NULL) {
@@ -716,7 +717,8 @@ ngx_http_safedelete_upstream_slot(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_safedelete_loc_conf_t *sdlcf = conf;
 
-    ngx_str_t  *value;
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
 
     if (sdlcf->upstream.data) {
         return "is duplicate";
@@ -724,6 +726,18 @@ ngx_http_safedelete_upstream_slot(ngx_conf_t *cf, ngx_command_t *cmd,
 
     value = cf->args->elts;
     sdlcf->upstream = value[1];
+
+    /*
+     * like proxy_pass, the URI part replaces the prefix of the location
+     * where it is written, also in the locations nested in it
+     */
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (cf->cmd_type == NGX_HTTP_LOC_CONF && clcf->regex == NULL
+        && !clcf->named)
+    {
+        sdlcf->upstream_prefix = clcf->name;
+    }
 
     return ngx_http_safedelete_uri_upstream(cf, sdlcf);
 }

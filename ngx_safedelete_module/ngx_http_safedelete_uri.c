@@ -76,33 +76,42 @@ ngx_http_safedelete_uri_identify(ngx_http_safedelete_ctx_t *ctx)
 {
     u_char                          *p, *last;
     ngx_str_t                        mapped, tail, id, rel, path, base;
+    ngx_str_t                       *prefix;
     ngx_http_request_t              *r;
-    ngx_http_core_loc_conf_t        *clcf;
     ngx_http_safedelete_loc_conf_t  *sdlcf;
 
     r = ctx->request;
     sdlcf = ctx->policy;
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+    prefix = &sdlcf->upstream_prefix;
 
     /* the mapping of proxy_pass with a URI part */
-    if (sdlcf->upstream_has_uri
-        && clcf->regex == NULL
-        && !clcf->named
-        && r->uri.len >= clcf->name.len
-        && ngx_strncmp(r->uri.data, clcf->name.data, clcf->name.len) == 0)
-    {
-        tail.data = r->uri.data + clcf->name.len;
-        tail.len = r->uri.len - clcf->name.len;
+    if (sdlcf->upstream_has_uri) {
 
-        mapped.len = sdlcf->upstream_path.len + tail.len;
+        if (prefix->len && r->uri.len >= prefix->len
+            && ngx_strncmp(r->uri.data, prefix->data, prefix->len) == 0)
+        {
+            tail.data = r->uri.data + prefix->len;
+            tail.len = r->uri.len - prefix->len;
+            base = sdlcf->upstream_path;
+
+        } else {
+            /* outside its location: the whole URI below the base path */
+            tail = r->uri;
+            base = sdlcf->upstream_path;
+
+            if (base.len && base.data[base.len - 1] == '/') {
+                base.len--;
+            }
+        }
+
+        mapped.len = base.len + tail.len;
         mapped.data = ngx_pnalloc(r->pool, mapped.len);
         if (mapped.data == NULL) {
             return NGX_ERROR;
         }
 
-        p = ngx_cpymem(mapped.data, sdlcf->upstream_path.data,
-                       sdlcf->upstream_path.len);
+        p = ngx_cpymem(mapped.data, base.data, base.len);
         ngx_memcpy(p, tail.data, tail.len);
 
         base = sdlcf->upstream_path;
@@ -239,6 +248,23 @@ ngx_http_safedelete_uri_resolve(ngx_http_request_t *r,
     u_char     *p;
     size_t      size;
     ngx_str_t   base, path;
+
+    if ((rel->len > 7 && ngx_strncasecmp(rel->data, (u_char *) "http://", 7)
+                         == 0)
+        || (rel->len > 8
+            && ngx_strncasecmp(rel->data, (u_char *) "https://", 8) == 0))
+    {
+        /* another service: taken as written, but for unsafe bytes */
+        url->data = ngx_pnalloc(r->pool,
+                  ngx_http_safedelete_uri_escape(NULL, rel->data, rel->len));
+        if (url->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        url->len = ngx_http_safedelete_uri_escape(url->data, rel->data,
+                                                  rel->len);
+        return NGX_OK;
+    }
 
     base = sdlcf->upstream_path;
 
