@@ -71,7 +71,7 @@ static void ngx_http_safedelete_http_op_free(
 static ngx_http_safedelete_http_sock_t *ngx_http_safedelete_http_sock_add(
     curl_socket_t s);
 static void ngx_http_safedelete_http_sock_free(
-    ngx_http_safedelete_http_sock_t *sock);
+    ngx_http_safedelete_http_sock_t *sock, ngx_uint_t closed);
 
 
 static ngx_http_safedelete_http_t  *ngx_http_safedelete_http;
@@ -149,7 +149,7 @@ ngx_http_safedelete_http_done(void)
     while (!ngx_queue_empty(&h->socks)) {
         q = ngx_queue_head(&h->socks);
         sock = ngx_queue_data(q, ngx_http_safedelete_http_sock_t, queue);
-        ngx_http_safedelete_http_sock_free(sock);
+        ngx_http_safedelete_http_sock_free(sock, 0);
     }
 
     if (h->timer.timer_set) {
@@ -429,9 +429,19 @@ ngx_http_safedelete_http_socket_cb(CURL *easy, curl_socket_t s, int what,
     ngx_http_safedelete_http_t       *h = userp;
     ngx_http_safedelete_http_sock_t  *sock = socketp;
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, h->log, 0,
+                   "safedelete: curl socket %d what:%d sock:%p",
+                   (int) s, what, sock);
+
     if (what == CURL_POLL_REMOVE) {
         if (sock) {
-            ngx_http_safedelete_http_sock_free(sock);
+            /*
+             * curl may have closed a socket that was still connecting
+             * without the close callback; the kernel then already took
+             * it out of epoll
+             */
+            ngx_http_safedelete_http_sock_free(sock,
+                              fcntl(s, F_GETFD) == -1 && errno == EBADF);
             curl_multi_assign(h->multi, s, NULL);
         }
 
@@ -506,18 +516,21 @@ ngx_http_safedelete_http_sock_add(curl_socket_t s)
 /* curl owns the socket: only the nginx side is released here */
 
 static void
-ngx_http_safedelete_http_sock_free(ngx_http_safedelete_http_sock_t *sock)
+ngx_http_safedelete_http_sock_free(ngx_http_safedelete_http_sock_t *sock,
+    ngx_uint_t closed)
 {
+    ngx_uint_t         flags;
     ngx_connection_t  *c;
 
     c = sock->conn;
+    flags = closed ? NGX_CLOSE_EVENT : 0;
 
     if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, flags);
     }
 
     if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, flags);
     }
 
     if (c->read->posted) {
@@ -545,6 +558,9 @@ ngx_http_safedelete_http_close_cb(void *clientp, curl_socket_t fd)
     ngx_http_safedelete_http_t       *h = clientp;
     ngx_http_safedelete_http_sock_t  *sock;
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, h->log, 0,
+                   "safedelete: curl closes socket %d", (int) fd);
+
     for (q = ngx_queue_head(&h->socks);
          q != ngx_queue_sentinel(&h->socks);
          q = ngx_queue_next(q))
@@ -553,7 +569,7 @@ ngx_http_safedelete_http_close_cb(void *clientp, curl_socket_t fd)
 
         if (sock->fd == fd) {
             curl_multi_assign(h->multi, fd, NULL);
-            ngx_http_safedelete_http_sock_free(sock);
+            ngx_http_safedelete_http_sock_free(sock, 0);
             break;
         }
     }

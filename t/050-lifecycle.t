@@ -96,6 +96,7 @@ for my $pid (@kids) {
     $failed += $? >> 8;
 }
 is($failed, 0, 'no request failed across three reloads');
+wait_for(sub { redis('XLEN', 'safedelete:audit') + 0 >= 180 });
 is(redis('XLEN', 'safedelete:audit') + 0, 180, 'every delete audited');
 --- no_error_log
 [alert]

@@ -44,6 +44,7 @@ my $u = http('POST', '/_safedelete/undo/' . $d->{headers}{'safedelete-undo'},
              headers => { 'X-User-Id' => '7',
                           'Authorization' => 'Bearer top-secret-credential' });
 is($u->{status}, 200, 'undone');
+wait_for(sub { redis('XLEN', 'safedelete:audit') + 0 >= 2 });
 my $ev = main::audit();
 is(scalar(@$ev), 2, 'two events');
 my ($del, $undo) = @$ev;
@@ -79,6 +80,8 @@ unlike(join('', map { redis('HGETALL', $_) } split /\n/, redis('KEYS', 'safedele
 --- flow
 http('DELETE', '/api/users/999', headers => { 'X-User-Id' => '2' });
 http('DELETE', '/api/users/%2e%2e%2e', headers => { 'X-User-Id' => '2' });
+# the audit entry is written beside the answer, not before it
+wait_for(sub { redis('XLEN', 'safedelete:audit') + 0 >= 2 });
 my $ev = main::audit();
 is(scalar(@$ev), 2, 'two events');
 is($ev->[0]{event}, 'delete.denied', 'not found is a denial');
@@ -110,6 +113,7 @@ cmp_ok($n, '<', 300, "capped near the limit ($n entries kept of 300)");
 --- flow
 my $d = http('DELETE', '/api/users/7', headers => { 'X-User-Id' => '7' });
 is($d->{status}, 200, 'deleted');
+wait_for(sub { redis('XLEN', 'app1:audit') + 0 >= 1 });
 is(redis('XLEN', 'app1:audit') + 0, 1, 'audit under the prefix');
 like(redis('KEYS', 'app1:undo:*'), qr/^app1:undo:/, 'undo record under the prefix');
 is(redis('XLEN', 'safedelete:audit') + 0, 0, 'nothing under the default prefix');
