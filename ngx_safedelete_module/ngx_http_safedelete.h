@@ -148,6 +148,7 @@ typedef struct {
     ngx_http_safedelete_dependency_t *dep;
     ngx_http_safedelete_call_t       *call;
     ngx_int_t                         count;
+    ngx_str_t                         collection;      /* below the base */
     ngx_str_t                         collection_url;
     json_t                           *items;
 } ngx_http_safedelete_lookup_t;
@@ -223,6 +224,7 @@ struct ngx_http_safedelete_ctx_s {
     ngx_array_t                      *children; /* child_t */
     ngx_uint_t                        next_child;
     ngx_uint_t                        children_failed;
+    json_t                           *cascade_failures;
     ngx_str_t                         cascade_text;
     ngx_str_t                         cascade_header;
     json_t                           *counts;

@@ -26,6 +26,10 @@ static ngx_int_t ngx_http_safedelete_deps_child(
 static ngx_int_t ngx_http_safedelete_deps_item_id(ngx_pool_t *pool,
     json_t *item, ngx_str_t *id);
 static void ngx_http_safedelete_wave_done(ngx_http_safedelete_ctx_t *ctx);
+static void ngx_http_safedelete_putback_wave(ngx_http_safedelete_ctx_t *ctx);
+static void ngx_http_safedelete_putback_done(ngx_http_safedelete_ctx_t *ctx);
+static void ngx_http_safedelete_putback_finished(
+    ngx_http_safedelete_ctx_t *ctx);
 static void ngx_http_safedelete_dependency_failed(
     ngx_http_safedelete_ctx_t *ctx, ngx_http_safedelete_lookup_t *lookup,
     const char *why, ngx_uint_t checks);
@@ -75,6 +79,11 @@ ngx_http_safedelete_deps_start(ngx_http_safedelete_ctx_t *ctx,
         {
             return NGX_ERROR;
         }
+
+        q = ngx_strlchr(rel.data, rel.data + rel.len, '?');
+
+        lookup->collection.data = rel.data;
+        lookup->collection.len = (q ? q : rel.data + rel.len) - rel.data;
 
         q = ngx_strlchr(url.data, url.data + url.len, '?');
 
@@ -638,14 +647,14 @@ ngx_http_safedelete_cascade_wave(ngx_http_safedelete_ctx_t *ctx)
 static void
 ngx_http_safedelete_wave_done(ngx_http_safedelete_ctx_t *ctx)
 {
-    json_t                       *failed, *extra, *v;
+    json_t                       *failed, *v;
     ngx_uint_t                    i;
-    ngx_keyval_t                  kv[2];
+    ngx_keyval_t                  kv[4];
     ngx_http_safedelete_call_t   *call;
     ngx_http_safedelete_child_t  *child;
 
     child = ctx->children->elts;
-    failed = NULL;
+    failed = ctx->cascade_failures;
 
     for (i = 0; i < ctx->next_child; i++) {
         call = child[i].call;
@@ -660,13 +669,18 @@ ngx_http_safedelete_wave_done(ngx_http_safedelete_ctx_t *ctx)
             child[i].done = 1;
 
             if (child[i].lookup) {
-                ngx_str_set(&kv[0].key, "dependency");
-                kv[0].value = child[i].lookup->dep->name;
-                ngx_str_set(&kv[1].key, "related_id");
+                /* an entry about the related record, naming its cause */
+                ngx_str_set(&kv[0].key, "collection");
+                kv[0].value = child[i].lookup->collection;
+                ngx_str_set(&kv[1].key, "id");
                 kv[1].value = child[i].id;
+                ngx_str_set(&kv[2].key, "dependency");
+                kv[2].value = child[i].lookup->dep->name;
+                ngx_str_set(&kv[3].key, "parent_id");
+                kv[3].value = ctx->id;
 
                 ngx_http_safedelete_audit_ext(ctx, "delete.cascaded",
-                                              call->status, NULL, kv, 2);
+                                              call->status, NULL, kv, 4);
             }
 
             continue;
@@ -708,33 +722,104 @@ ngx_http_safedelete_wave_done(ngx_http_safedelete_ctx_t *ctx)
         child[i].done = 2;
     }
 
+    ctx->cascade_failures = failed;
+
     if (ctx->children_failed && ctx->children->nelts
         && child[0].lookup != NULL)
     {
-        ngx_http_safedelete_cascade_revert(ctx);
-
         if (ctx->undo_token.len) {
             ngx_http_safedelete_store_undo_delete(&ctx->undo_token);
             ngx_str_null(&ctx->undo_token);
         }
 
-        extra = failed ? json_pack("{s:O}", "failed", failed) : NULL;
-        if (extra) {
-            (void) ngx_http_safedelete_json_own(ctx->request->pool, extra);
-        }
-
-        ctx->problem_extra = extra;
-        ctx->problem_event = "delete.failed";
-
-        ngx_http_safedelete_refuse(ctx, NGX_HTTP_BAD_GATEWAY,
-                                   "CASCADE_FAILED",
-                                   "a related record could not be changed; "
-                                   "the record was not deleted and the "
-                                   "related records were put back");
+        /* the client hears of it once the data is as it was */
+        ctx->next = ngx_http_safedelete_putback_wave;
         return;
     }
 
     ngx_http_safedelete_cascade_wave(ctx);
+}
+
+
+static void
+ngx_http_safedelete_putback_wave(ngx_http_safedelete_ctx_t *ctx)
+{
+    ngx_uint_t                    i, n;
+    ngx_http_safedelete_child_t  *child;
+
+    child = ctx->children->elts;
+    n = 0;
+
+    for (i = 0; i < ctx->children->nelts && n < NGX_HTTP_SAFEDELETE_WAVE;
+         i++)
+    {
+        if (child[i].done != 1) {
+            continue;
+        }
+
+        child[i].call = ngx_http_safedelete_call_http(ctx,
+                                                 &child[i].revert_method,
+                                                 &child[i].revert_url,
+                                                 &child[i].revert_body);
+        child[i].done = 3;
+        n++;
+    }
+
+    ctx->next = n ? ngx_http_safedelete_putback_done
+                  : ngx_http_safedelete_putback_finished;
+}
+
+
+static void
+ngx_http_safedelete_putback_done(ngx_http_safedelete_ctx_t *ctx)
+{
+    ngx_uint_t                    i;
+    ngx_http_safedelete_call_t   *call;
+    ngx_http_safedelete_child_t  *child;
+
+    child = ctx->children->elts;
+
+    for (i = 0; i < ctx->children->nelts; i++) {
+        if (child[i].done != 3) {
+            continue;
+        }
+
+        child[i].done = 4;
+        call = child[i].call;
+
+        if (call == NULL || call->rc != NGX_OK || call->status < 200
+            || call->status > 299)
+        {
+            ngx_log_error(NGX_LOG_CRIT, ctx->request->connection->log, 0,
+                          "safedelete: %V \"%V\" to put back a related "
+                          "record failed: %ui; it stays changed",
+                          &child[i].revert_method, &child[i].revert_url,
+                          call ? call->status : 0);
+        }
+    }
+
+    ctx->next = ngx_http_safedelete_putback_wave;
+}
+
+
+static void
+ngx_http_safedelete_putback_finished(ngx_http_safedelete_ctx_t *ctx)
+{
+    json_t  *extra;
+
+    extra = ctx->cascade_failures
+            ? json_pack("{s:O}", "failed", ctx->cascade_failures) : NULL;
+    if (extra) {
+        (void) ngx_http_safedelete_json_own(ctx->request->pool, extra);
+    }
+
+    ctx->problem_extra = extra;
+    ctx->problem_event = "delete.failed";
+
+    ngx_http_safedelete_refuse(ctx, NGX_HTTP_BAD_GATEWAY, "CASCADE_FAILED",
+                               "a related record could not be changed; "
+                               "the record was not deleted and the "
+                               "related records were put back");
 }
 
 

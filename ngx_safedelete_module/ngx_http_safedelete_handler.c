@@ -1654,7 +1654,7 @@ ngx_http_safedelete_audit_ext(ngx_http_safedelete_ctx_t *ctx,
 {
     u_char                           *p;
     ngx_str_t                         st, deps;
-    ngx_uint_t                        n, i;
+    ngx_uint_t                        n, i, j;
     ngx_keyval_t                      f[24];
     ngx_http_request_t               *r;
     ngx_http_variable_value_t        *vv;
@@ -1708,8 +1708,22 @@ ngx_http_safedelete_audit_ext(ngx_http_safedelete_ctx_t *ctx,
         ngx_http_safedelete_field("dependencies", deps);
     }
 
-    for (i = 0; i < nextra && i < 4; i++) {
-        f[n++] = extra[i];
+    /* an extra field of the same name replaces the request's own */
+    for (i = 0; i < nextra; i++) {
+        for (j = 0; j < n; j++) {
+            if (f[j].key.len == extra[i].key.len
+                && ngx_strncmp(f[j].key.data, extra[i].key.data,
+                               f[j].key.len)
+                   == 0)
+            {
+                f[j].value = extra[i].value;
+                break;
+            }
+        }
+
+        if (j == n && n < sizeof(f) / sizeof(f[0])) {
+            f[n++] = extra[i];
+        }
     }
 
     sdmcf = ngx_http_get_module_main_conf(r, ngx_http_safedelete_module);
