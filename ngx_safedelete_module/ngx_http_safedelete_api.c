@@ -772,7 +772,8 @@ ngx_http_safedelete_api_respond(ngx_http_safedelete_ctx_t *ctx)
 
         rc = ngx_http_safedelete_send_problem(r, ctx->problem_status,
                                               &ctx->problem_code,
-                                              &ctx->problem_detail, NULL);
+                                              &ctx->problem_detail,
+                                              ctx->problem_extra);
         ngx_http_finalize_request(r, rc);
         return;
     }
