@@ -274,6 +274,8 @@ void ngx_http_safedelete_audit(ngx_http_safedelete_ctx_t *ctx,
 void ngx_http_safedelete_audit_ext(ngx_http_safedelete_ctx_t *ctx,
     const char *event, ngx_uint_t status, const char *code,
     ngx_keyval_t *extra, ngx_uint_t nextra);
+ngx_table_elt_t *ngx_http_safedelete_header_in(ngx_http_request_t *r,
+    const char *name);
 ngx_int_t ngx_http_safedelete_header_out(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
 

@@ -24,10 +24,6 @@ static ngx_int_t ngx_http_safedelete_api_refuse(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *detail);
 static void ngx_http_safedelete_api_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_safedelete_api_token(ngx_http_safedelete_ctx_t *ctx);
-static ngx_table_elt_t *ngx_http_safedelete_api_header_in(
-    ngx_http_request_t *r, const char *name);
-static ngx_int_t ngx_http_safedelete_api_out(ngx_http_request_t *r,
-    const char *name, ngx_str_t *value);
 static ngx_int_t ngx_http_safedelete_api_count_header(ngx_http_request_t *r,
     const char *name, ngx_uint_t n);
 static ngx_str_t *ngx_http_safedelete_api_field(
@@ -43,6 +39,8 @@ static void ngx_http_safedelete_undo_apply(ngx_http_safedelete_ctx_t *ctx);
 static void ngx_http_safedelete_undo_restored(
     ngx_http_safedelete_ctx_t *ctx);
 static void ngx_http_safedelete_undo_mark(ngx_http_safedelete_ctx_t *ctx);
+static void ngx_http_safedelete_undo_fail(ngx_http_safedelete_ctx_t *ctx,
+    ngx_uint_t status, const char *code, const char *detail);
 static void ngx_http_safedelete_undo_finished(
     ngx_http_safedelete_ctx_t *ctx);
 static ngx_int_t ngx_http_safedelete_undo_transition(
@@ -429,10 +427,9 @@ ngx_http_safedelete_undo_claimed(ngx_http_safedelete_ctx_t *ctx)
         }
 
         if (ctx->call == NULL) {
-            ngx_http_safedelete_undo_release(ctx);
-            ngx_http_safedelete_refuse(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                       "INTERNAL_ERROR",
-                                       "the restore could not be started");
+            ngx_http_safedelete_undo_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                          "INTERNAL_ERROR",
+                                          "the restore could not be started");
         }
 
         return;
@@ -477,11 +474,10 @@ ngx_http_safedelete_undo_current(ngx_http_safedelete_ctx_t *ctx)
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "safedelete: undo: GET \"%V\" failed: %ui %V",
                       &ctx->record_url, call->status, &call->error);
-        ngx_http_safedelete_undo_release(ctx);
-        ngx_http_safedelete_refuse(ctx, NGX_HTTP_BAD_GATEWAY,
-                                   "RESTORE_FAILED",
-                                   "the record could not be read from the "
-                                   "backend; nothing was restored");
+        ngx_http_safedelete_undo_fail(ctx, NGX_HTTP_BAD_GATEWAY,
+                                      "RESTORE_FAILED",
+                                      "the record could not be read from the "
+                                      "backend; nothing was restored");
         return;
     }
 
@@ -490,11 +486,10 @@ ngx_http_safedelete_undo_current(ngx_http_safedelete_ctx_t *ctx)
 
     if (ctx->snapshot == NULL || !json_is_object(ctx->snapshot)) {
         ctx->snapshot = NULL;
-        ngx_http_safedelete_undo_release(ctx);
-        ngx_http_safedelete_refuse(ctx, NGX_HTTP_BAD_GATEWAY,
-                                   "RESTORE_FAILED",
-                                   "the backend's record is not a JSON "
-                                   "object; nothing was restored");
+        ngx_http_safedelete_undo_fail(ctx, NGX_HTTP_BAD_GATEWAY,
+                                      "RESTORE_FAILED",
+                                      "the backend's record is not a JSON "
+                                      "object; nothing was restored");
         return;
     }
 
@@ -515,11 +510,10 @@ ngx_http_safedelete_undo_checks(ngx_http_safedelete_ctx_t *ctx)
     if (ngx_http_safedelete_deps_start(ctx, ctx->policy->restore_checks)
         != NGX_OK)
     {
-        ngx_http_safedelete_undo_release(ctx);
-        ngx_http_safedelete_refuse(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                   "INTERNAL_ERROR",
-                                   "the restore checks could not be "
-                                   "started; nothing was restored");
+        ngx_http_safedelete_undo_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "INTERNAL_ERROR",
+                                      "the restore checks could not be "
+                                      "started; nothing was restored");
         return;
     }
 
@@ -601,10 +595,9 @@ ngx_http_safedelete_undo_apply(ngx_http_safedelete_ctx_t *ctx)
                                                   &ctx->collection_url,
                                                   &ctx->snapshot_text);
         if (ctx->call == NULL) {
-            ngx_http_safedelete_undo_release(ctx);
-            ngx_http_safedelete_refuse(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                       "INTERNAL_ERROR",
-                                       "the restore could not be started");
+            ngx_http_safedelete_undo_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                          "INTERNAL_ERROR",
+                                          "the restore could not be started");
             return;
         }
 
@@ -630,11 +623,10 @@ ngx_http_safedelete_undo_apply(ngx_http_safedelete_ctx_t *ctx)
            != NGX_OK
         || ngx_http_safedelete_json_dump(r->pool, body, &text) != NGX_OK)
     {
-        ngx_http_safedelete_undo_release(ctx);
-        ngx_http_safedelete_refuse(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                   "INTERNAL_ERROR",
-                                   "the restore request could not be "
-                                   "built; nothing was restored");
+        ngx_http_safedelete_undo_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "INTERNAL_ERROR",
+                                      "the restore request could not be "
+                                      "built; nothing was restored");
         return;
     }
 
@@ -648,10 +640,9 @@ ngx_http_safedelete_undo_apply(ngx_http_safedelete_ctx_t *ctx)
     ctx->call = ngx_http_safedelete_call_http(ctx, &method, &ctx->record_url,
                                               &text);
     if (ctx->call == NULL) {
-        ngx_http_safedelete_undo_release(ctx);
-        ngx_http_safedelete_refuse(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                   "INTERNAL_ERROR",
-                                   "the restore could not be started");
+        ngx_http_safedelete_undo_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "INTERNAL_ERROR",
+                                      "the restore could not be started");
         return;
     }
 
@@ -730,6 +721,17 @@ ngx_http_safedelete_undo_finished(ngx_http_safedelete_ctx_t *ctx)
 
     ngx_str_set(&ctx->decision, "undone");
     ngx_http_safedelete_finish(ctx);
+}
+
+
+/* a refusal after the token was claimed gives the token back */
+
+static void
+ngx_http_safedelete_undo_fail(ngx_http_safedelete_ctx_t *ctx,
+    ngx_uint_t status, const char *code, const char *detail)
+{
+    ngx_http_safedelete_undo_release(ctx);
+    ngx_http_safedelete_refuse(ctx, status, code, detail);
 }
 
 
@@ -835,59 +837,6 @@ ngx_http_safedelete_api_refuse(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static ngx_table_elt_t *
-ngx_http_safedelete_api_header_in(ngx_http_request_t *r, const char *name)
-{
-    size_t            len;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    len = ngx_strlen(name);
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            return &h[i];
-        }
-    }
-}
-
-
-static ngx_int_t
-ngx_http_safedelete_api_out(ngx_http_request_t *r, const char *name,
-    ngx_str_t *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-    h->value = *value;
-
-    return NGX_OK;
-}
-
-
 /* a frontend on another origin calls undo with its own credentials */
 
 static ngx_int_t
@@ -896,7 +845,7 @@ ngx_http_safedelete_api_cors(ngx_http_request_t *r)
     ngx_str_t         v;
     ngx_table_elt_t  *origin;
 
-    origin = ngx_http_safedelete_api_header_in(r, "Origin");
+    origin = ngx_http_safedelete_header_in(r, "Origin");
 
     if (origin == NULL) {
         return NGX_OK;
@@ -904,10 +853,10 @@ ngx_http_safedelete_api_cors(ngx_http_request_t *r)
 
     ngx_str_set(&v, "true");
 
-    if (ngx_http_safedelete_api_out(r, "Access-Control-Allow-Origin",
+    if (ngx_http_safedelete_header_out(r, "Access-Control-Allow-Origin",
                                     &origin->value)
            != NGX_OK
-        || ngx_http_safedelete_api_out(r, "Access-Control-Allow-Credentials",
+        || ngx_http_safedelete_header_out(r, "Access-Control-Allow-Credentials",
                                        &v)
            != NGX_OK)
     {
@@ -916,7 +865,7 @@ ngx_http_safedelete_api_cors(ngx_http_request_t *r)
 
     ngx_str_set(&v, "Origin");
 
-    return ngx_http_safedelete_api_out(r, "Vary", &v);
+    return ngx_http_safedelete_header_out(r, "Vary", &v);
 }
 
 
@@ -938,16 +887,16 @@ ngx_http_safedelete_api_preflight(ngx_http_request_t *r)
 
     ngx_str_set(&v, "POST, GET, OPTIONS");
 
-    if (ngx_http_safedelete_api_out(r, "Access-Control-Allow-Methods", &v)
+    if (ngx_http_safedelete_header_out(r, "Access-Control-Allow-Methods", &v)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    req = ngx_http_safedelete_api_header_in(r,
+    req = ngx_http_safedelete_header_in(r,
                                            "Access-Control-Request-Headers");
 
-    if (req && ngx_http_safedelete_api_out(r, "Access-Control-Allow-Headers",
+    if (req && ngx_http_safedelete_header_out(r, "Access-Control-Allow-Headers",
                                            &req->value)
                != NGX_OK)
     {
@@ -956,7 +905,7 @@ ngx_http_safedelete_api_preflight(ngx_http_request_t *r)
 
     ngx_str_set(&v, "600");
 
-    if (ngx_http_safedelete_api_out(r, "Access-Control-Max-Age", &v)
+    if (ngx_http_safedelete_header_out(r, "Access-Control-Max-Age", &v)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -983,5 +932,5 @@ ngx_http_safedelete_api_count_header(ngx_http_request_t *r, const char *name,
 
     v.len = ngx_sprintf(v.data, "%ui", n) - v.data;
 
-    return ngx_http_safedelete_api_out(r, name, &v);
+    return ngx_http_safedelete_header_out(r, name, &v);
 }

@@ -15,8 +15,6 @@
 
 
 static ngx_int_t ngx_http_safedelete_header_filter(ngx_http_request_t *r);
-static ngx_int_t ngx_http_safedelete_add_header(ngx_http_request_t *r,
-    const char *name, ngx_str_t *value);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -80,7 +78,7 @@ ngx_http_safedelete_header_filter(ngx_http_request_t *r)
                               status, NULL);
 
     if (ctx->cascade_header.len
-        && ngx_http_safedelete_add_header(r, "SafeDelete-Cascaded",
+        && ngx_http_safedelete_header_out(r, "SafeDelete-Cascaded",
                                           &ctx->cascade_header)
            != NGX_OK)
     {
@@ -99,9 +97,9 @@ ngx_http_safedelete_header_filter(ngx_http_request_t *r)
     expires.data = p;
     expires.len = ngx_sprintf(p, "%T", ctx->policy->undo_window) - p;
 
-    if (ngx_http_safedelete_add_header(r, "SafeDelete-Undo", &ctx->undo_token)
+    if (ngx_http_safedelete_header_out(r, "SafeDelete-Undo", &ctx->undo_token)
            != NGX_OK
-        || ngx_http_safedelete_add_header(r, "SafeDelete-Undo-Expires",
+        || ngx_http_safedelete_header_out(r, "SafeDelete-Undo-Expires",
                                           &expires)
            != NGX_OK)
     {
@@ -109,7 +107,7 @@ ngx_http_safedelete_header_filter(ngx_http_request_t *r)
     }
 
     /* a browser frontend on another origin may read them */
-    if (ngx_http_safedelete_add_header(r, "Access-Control-Expose-Headers",
+    if (ngx_http_safedelete_header_out(r, "Access-Control-Expose-Headers",
                                        &ngx_http_safedelete_exposed)
         != NGX_OK)
     {
@@ -117,24 +115,4 @@ ngx_http_safedelete_header_filter(ngx_http_request_t *r)
     }
 
     return ngx_http_next_header_filter(r);
-}
-
-
-static ngx_int_t
-ngx_http_safedelete_add_header(ngx_http_request_t *r, const char *name,
-    ngx_str_t *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-    h->value = *value;
-
-    return NGX_OK;
 }

@@ -46,8 +46,6 @@ static ngx_int_t ngx_http_safedelete_confirm_entry(
 static ngx_int_t ngx_http_safedelete_require_confirm(
     ngx_http_safedelete_ctx_t *ctx, ngx_uint_t status, const char *code,
     const char *detail);
-static ngx_table_elt_t *ngx_http_safedelete_header_in(ngx_http_request_t *r,
-    const char *name);
 static void ngx_http_safedelete_step_record(ngx_http_safedelete_ctx_t *ctx);
 static void ngx_http_safedelete_step_record_done(
     ngx_http_safedelete_ctx_t *ctx);
@@ -1226,7 +1224,7 @@ ngx_http_safedelete_require_confirm(ngx_http_safedelete_ctx_t *ctx,
 }
 
 
-static ngx_table_elt_t *
+ngx_table_elt_t *
 ngx_http_safedelete_header_in(ngx_http_request_t *r, const char *name)
 {
     size_t            len;

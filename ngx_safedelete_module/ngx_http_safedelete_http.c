@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 
+#include "ngx_http_safedelete_event.h"
 #include "ngx_http_safedelete_http.h"
 
 
@@ -459,19 +460,8 @@ ngx_http_safedelete_http_socket_cb(CURL *easy, curl_socket_t s, int what,
 
     c = sock->conn;
 
-    if ((what & CURL_POLL_IN) && !c->read->active) {
-        (void) ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
-
-    } else if (!(what & CURL_POLL_IN) && c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
-
-    if ((what & CURL_POLL_OUT) && !c->write->active) {
-        (void) ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
-
-    } else if (!(what & CURL_POLL_OUT) && c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
+    ngx_http_safedelete_event_want(c->read, what & CURL_POLL_IN);
+    ngx_http_safedelete_event_want(c->write, what & CURL_POLL_OUT);
 
     return 0;
 }
@@ -491,18 +481,14 @@ ngx_http_safedelete_http_sock_add(curl_socket_t s)
         return NULL;
     }
 
-    c = ngx_get_connection(s, h->log);
+    c = ngx_http_safedelete_event_wrap(s,
+                                       ngx_http_safedelete_http_event_handler,
+                                       ngx_http_safedelete_http_event_handler,
+                                       sock, h->log);
     if (c == NULL) {
         ngx_free(sock);
         return NULL;
     }
-
-    c->data = sock;
-    c->log = h->log;
-    c->read->log = h->log;
-    c->write->log = h->log;
-    c->read->handler = ngx_http_safedelete_http_event_handler;
-    c->write->handler = ngx_http_safedelete_http_event_handler;
 
     sock->conn = c;
     sock->fd = s;
@@ -519,30 +505,7 @@ static void
 ngx_http_safedelete_http_sock_free(ngx_http_safedelete_http_sock_t *sock,
     ngx_uint_t closed)
 {
-    ngx_uint_t         flags;
-    ngx_connection_t  *c;
-
-    c = sock->conn;
-    flags = closed ? NGX_CLOSE_EVENT : 0;
-
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, flags);
-    }
-
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, flags);
-    }
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    ngx_free_connection(c);
-    c->fd = (ngx_socket_t) -1;
+    ngx_http_safedelete_event_unwrap(sock->conn, closed);
 
     ngx_queue_remove(&sock->queue);
     ngx_free(sock);

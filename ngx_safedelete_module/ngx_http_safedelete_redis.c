@@ -9,6 +9,7 @@
 
 #include <openssl/sha.h>
 
+#include "ngx_http_safedelete_event.h"
 #include "ngx_http_safedelete_redis.h"
 
 
@@ -293,19 +294,15 @@ ngx_http_safedelete_redis_connect(void)
         return;
     }
 
-    c = ngx_get_connection(ac->c.fd, rd->log);
+    c = ngx_http_safedelete_event_wrap(ac->c.fd,
+                                       ngx_http_safedelete_redis_read_handler,
+                                       ngx_http_safedelete_redis_write_handler,
+                                       ac, rd->log);
     if (c == NULL) {
         redisAsyncFree(ac);
         ngx_http_safedelete_redis_schedule();
         return;
     }
-
-    c->data = ac;
-    c->read->handler = ngx_http_safedelete_redis_read_handler;
-    c->write->handler = ngx_http_safedelete_redis_write_handler;
-    c->read->log = rd->log;
-    c->write->log = rd->log;
-    c->log = rd->log;
 
     rd->ac = ac;
     rd->conn = c;
@@ -720,9 +717,7 @@ ngx_http_safedelete_redis_add_read(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (!c->read->active) {
-        (void) ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
-    }
+    ngx_http_safedelete_event_want(c->read, 1);
 }
 
 
@@ -731,9 +726,7 @@ ngx_http_safedelete_redis_del_read(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
+    ngx_http_safedelete_event_want(c->read, 0);
 }
 
 
@@ -742,9 +735,7 @@ ngx_http_safedelete_redis_add_write(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (!c->write->active) {
-        (void) ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
-    }
+    ngx_http_safedelete_event_want(c->write, 1);
 }
 
 
@@ -753,9 +744,7 @@ ngx_http_safedelete_redis_del_write(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
+    ngx_http_safedelete_event_want(c->write, 0);
 }
 
 
@@ -770,24 +759,7 @@ ngx_http_safedelete_redis_cleanup(void *privdata)
         return;
     }
 
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
-
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    ngx_free_connection(c);
-    c->fd = (ngx_socket_t) -1;
+    ngx_http_safedelete_event_unwrap(c, 0);
 
     if (ngx_http_safedelete_redis != NULL
         && ngx_http_safedelete_redis->conn == c)
