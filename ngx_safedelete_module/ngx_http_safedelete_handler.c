@@ -71,6 +71,7 @@ ngx_int_t
 ngx_http_safedelete_delete_handler(ngx_http_request_t *r)
 {
     ngx_int_t                        rc;
+    ngx_table_elt_t                 *h;
     ngx_http_safedelete_ctx_t       *ctx;
     ngx_http_safedelete_loc_conf_t  *sdlcf;
 
@@ -143,6 +144,21 @@ ngx_http_safedelete_delete_handler(ngx_http_request_t *r)
                                    "records here are never deleted "
                                    "through the API");
         return ngx_http_safedelete_verdict(r, ctx);
+    }
+
+    if (sdlcf->hard_override && ctx->admin
+        && ctx->mode == NGX_HTTP_SAFEDELETE_MODE_SOFT)
+    {
+        h = ngx_http_safedelete_header_in(r, "SafeDelete-Mode");
+
+        if (h && h->value.len == 4
+            && ngx_strncasecmp(h->value.data, (u_char *) "hard", 4) == 0)
+        {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "safedelete: admin \"%V\" asks for a hard delete",
+                          &ctx->actor);
+            ctx->mode = NGX_HTTP_SAFEDELETE_MODE_HARD;
+        }
     }
 
     if (sdlcf->require_actor && ctx->actor.len == 0) {

@@ -53,7 +53,7 @@ static u_char *ngx_http_safedelete_cstr(ngx_conf_t *cf, ngx_str_t *s);
 static ngx_conf_enum_t  ngx_http_safedelete_modes[] = {
     { ngx_string("soft"), NGX_HTTP_SAFEDELETE_MODE_SOFT },
     { ngx_string("hard"), NGX_HTTP_SAFEDELETE_MODE_HARD },
-    { ngx_string("deferred"), NGX_HTTP_SAFEDELETE_MODE_DEFERRED },
+    /* "deferred" comes with its scheduler: until then nginx -t says no */
     { ngx_string("deny"), NGX_HTTP_SAFEDELETE_MODE_DENY },
     { ngx_null_string, 0 }
 };

@@ -330,3 +330,38 @@ like(redis('HGET', $key, 'snapshot'), qr/"name":"News"/, 'backup holds the recor
 is(redis('HGET', $key, 'mode'), "hard\n", 'backup is marked hard');
 --- no_error_log
 [error]
+
+
+
+=== TEST 14: an admin may ask for a hard delete where the location allows it
+--- config
+    safedelete_actor $http_x_user_id;
+    safedelete_admin $http_x_admin;
+    location /api/ {
+        safedelete          on;
+        safedelete_hard_override on;
+        safedelete_upstream http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/;
+        proxy_pass          http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/;
+    }
+    location /strict/ {
+        safedelete          on;
+        safedelete_upstream http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/;
+        proxy_pass          http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/;
+    }
+--- flow
+my $r = http('DELETE', '/api/users/9', headers => { 'X-User-Id' => '9',
+             'SafeDelete-Mode' => 'hard' });
+is($r->{status}, 200, 'a user asking for hard gets soft');
+is(backend_get('/users/9')->{json}{status}, 'deleted', 'soft-deleted');
+$r = http('DELETE', '/strict/users/10', headers => { 'X-User-Id' => '1',
+          'X-Admin' => '1', 'SafeDelete-Mode' => 'hard' });
+is(backend_get('/users/10')->{json}{status}, 'deleted', 'no override here: soft');
+$r = http('DELETE', '/api/users/8', headers => { 'X-User-Id' => '1',
+          'X-Admin' => '1', 'SafeDelete-Mode' => 'hard' });
+is($r->{status}, 200, 'admin hard delete');
+is(backend_get('/users/8')->{status}, 404, 'gone');
+like($r->{headers}{'safedelete-undo'} // '', qr/^[A-Za-z0-9_-]{22}$/, 'with a backup to undo');
+wait_for(sub { redis('XLEN', 'safedelete:audit') + 0 >= 3 });
+like(redis('XRANGE', 'safedelete:audit', '-', '+'), qr/delete\.hard/, 'audited as hard');
+--- no_error_log
+[error]

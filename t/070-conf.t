@@ -77,6 +77,9 @@ my @cases = (
      . "server { location / { safedelete_mode maybe; } }",
      qr/invalid value "maybe"/],
     ["safedelete_redis redis://127.0.0.1;\n"
+     . "server { location / { safedelete_mode deferred; } }",
+     qr/invalid value "deferred"/],
+    ["safedelete_redis redis://127.0.0.1;\n"
      . "server { location / { safedelete_soft_method GET; } }",
      qr/invalid value "GET"/],
     ["safedelete_redis redis://127.0.0.1;\n"
