@@ -266,6 +266,7 @@ my @bad = (
     [ 'no actor', '/api/users/7', undef, $tok ],
     [ 'another location', '/short/users/7', '7', $tok ],
 );
+backend_clear_requests();
 for my $c (@bad) {
     my ($what, $path, $actor, $t) = @$c;
     my %h = ('SafeDelete-Confirm' => $t);
@@ -276,7 +277,8 @@ for my $c (@bad) {
     ok(!exists $res->{headers}{'safedelete-undo'}, "$what: no undo token");
 }
 is_deeply(backend_db(), $seed, 'nothing changed');
-is_deeply([ main::writes() ], [], 'no change reached the backend');
+is(scalar(@{ backend_requests() }), 0,
+   'a bad token is refused before the backend is asked anything');
 unlike(redis('KEYS', 'safedelete:undo:*'), qr/undo/, 'no undo record');
 
 # none of that used the real token up
@@ -455,5 +457,31 @@ $r = http('DELETE', '/api/users/7', port => $d,
           headers => { 'X-User-Id' => '7', 'SafeDelete-Confirm' => $tok });
 main::problem_ok($r, 412, 'CONFIRMATION_INVALID', 'another start, another key');
 is_deeply(backend_db(), $seed, 'nothing changed');
+--- no_error_log
+[error]
+
+
+
+=== TEST 10: a token survives a delete refused by another check, and works after
+--- http_config eval: $::HTTP
+--- config eval: $::CONF
+--- flow
+# user 9 has no pending order when asked to confirm; one appears before
+# the confirmation, and is gone again later
+my $r = http('DELETE', '/deps/users/9', headers => { 'X-User-Id' => '9' });
+main::problem_ok($r, 428, 'CONFIRMATION_REQUIRED', 'first DELETE');
+my $tok = main::token_of($r, '428');
+backend_faults([ { method => 'GET', path => '/orders', status => 200,
+                   body => [ { id => 99, customer_id => 9, status => 'pending' } ] } ]);
+my $seed = backend_db();
+$r = http('DELETE', '/deps/users/9',
+          headers => { 'X-User-Id' => '9', 'SafeDelete-Confirm' => $tok });
+main::problem_ok($r, 409, 'HAS_DEPENDENCIES', 'confirmed, but an order is pending now');
+is_deeply(backend_db(), $seed, 'nothing changed');
+backend_faults([]);
+$r = http('DELETE', '/deps/users/9',
+          headers => { 'X-User-Id' => '9', 'SafeDelete-Confirm' => $tok });
+is($r->{status}, 200, 'the same token deletes once nothing blocks');
+is(backend_get('/users/9')->{json}{status}, 'deleted', 'user 9 deleted');
 --- no_error_log
 [error]
