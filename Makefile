@@ -50,10 +50,10 @@ backend: | deps
 	    npm ci --no-audit --no-fund --loglevel=error; fi
 
 test: $(MODULE) backend
-	prove -r -I t/lib t/
+	prove -I t/lib t/*.t
 
 test-valgrind: $(MODULE) backend
-	TEST_NGINX_USE_VALGRIND=1 prove -r -I t/lib t/
+	TEST_NGINX_USE_VALGRIND=1 prove -I t/lib t/*.t
 
 demo: $(MODULE) backend
 	sh t/tools/demo.sh

@@ -271,6 +271,12 @@ ngx_http_safedelete_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_chain_t   out;
 
     r->headers_out.status = status;
+
+    if (status == NGX_HTTP_SAFEDELETE_PRECONDITION_REQUIRED) {
+        /* nginx 1.22 has no reason phrase of its own for it */
+        ngx_str_set(&r->headers_out.status_line, "428 Precondition Required");
+    }
+
     r->headers_out.content_type = *content_type;
     r->headers_out.content_type_len = content_type->len;
     r->headers_out.content_type_lowcase = NULL;
