@@ -208,6 +208,7 @@ XREVRANGE safedelete:audit + - COUNT 1 => \bdelete\.confirm_required\b
 my $seed = backend_db();
 my $r = http('DELETE', '/api/users/7', headers => { 'X-User-Id' => '7' });
 main::problem_ok($r, 428, 'CONFIRMATION_REQUIRED', 'first DELETE');
+is($r->{reason}, 'Precondition Required', '428 with its reason phrase');
 my $tok = main::token_of($r, 'first DELETE');
 is_deeply($r->{json}{record}, (grep { $_->{id} == 7 } @{ $seed->{users} })[0],
           'record is the snapshot');
