@@ -13,6 +13,9 @@
 #include "ngx_http_safedelete_http.h"
 
 
+#define NGX_HTTP_SAFEDELETE_HTTP_SPARE  32
+
+
 typedef struct {
     ngx_queue_t                   queue;
     ngx_connection_t             *conn;
@@ -49,6 +52,10 @@ typedef struct {
     ngx_connection_t              dummy;
     ngx_queue_t                   socks;
     ngx_queue_t                   ops;
+
+    /* easy handles kept for the next calls: their setup is not free */
+    CURL                         *spare[NGX_HTTP_SAFEDELETE_HTTP_SPARE];
+    ngx_uint_t                    nspare;
 } ngx_http_safedelete_http_t;
 
 
@@ -119,6 +126,13 @@ ngx_http_safedelete_http_init(ngx_cycle_t *cycle)
                       ngx_http_safedelete_http_timer_cb);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
 
+    /*
+     * keep connections to the backend open across requests: curl's
+     * default cache follows the handles in flight and, with one call
+     * at a time, closes a connection every few deletes
+     */
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, 64L);
+
     ngx_http_safedelete_http = h;
 
     return NGX_OK;
@@ -143,6 +157,10 @@ ngx_http_safedelete_http_done(void)
         q = ngx_queue_head(&h->ops);
         op = ngx_queue_data(q, ngx_http_safedelete_http_op_t, all);
         ngx_http_safedelete_http_op_free(op);
+    }
+
+    while (h->nspare) {
+        curl_easy_cleanup(h->spare[--h->nspare]);
     }
 
     curl_multi_cleanup(h->multi);
@@ -202,7 +220,7 @@ ngx_http_safedelete_http_start(ngx_http_safedelete_http_request_t *req)
     op->url = url;
     op->method = line;
 
-    easy = curl_easy_init();
+    easy = h->nspare ? h->spare[--h->nspare] : curl_easy_init();
     if (easy == NULL) {
         ngx_free(op);
         return NULL;
@@ -319,9 +337,20 @@ ngx_http_safedelete_http_op_from_queue(ngx_queue_t *q)
 static void
 ngx_http_safedelete_http_op_free(ngx_http_safedelete_http_op_t *op)
 {
+    ngx_http_safedelete_http_t  *h;
+
+    h = ngx_http_safedelete_http;
+
     if (op->easy) {
-        curl_multi_remove_handle(ngx_http_safedelete_http->multi, op->easy);
-        curl_easy_cleanup(op->easy);
+        curl_multi_remove_handle(h->multi, op->easy);
+
+        if (h->nspare < NGX_HTTP_SAFEDELETE_HTTP_SPARE) {
+            curl_easy_reset(op->easy);
+            h->spare[h->nspare++] = op->easy;
+
+        } else {
+            curl_easy_cleanup(op->easy);
+        }
     }
 
     if (op->headers) {
