@@ -18,7 +18,7 @@ CFLAGS_EXTRA ?= -Wall -Wextra -Werror -Wno-unused-parameter
 DEB_PACKAGES := nginx nginx-dev libhiredis-dev libcurl4-openssl-dev \
                 libjansson-dev libssl-dev libpcre3-dev zlib1g-dev \
                 redis-server redis-tools libtest-base-perl wrk valgrind \
-                curl ca-certificates
+                curl ca-certificates openssl
 
 .PHONY: all deps backend test test-valgrind demo demo-stop bench clean
 

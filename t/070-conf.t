@@ -47,8 +47,23 @@ __DATA__
 === TEST 1: the shipped conf.d files pass nginx -t
 --- config
 --- flow
-for my $f ('json-server-demo.conf', 'xano.conf') {
-    my ($ok, $out) = main::nginx_t(main::conf_d($f));
+my $dir = $ENV{TEST_NGINX_TMP_DIR};
+open my $fh, '>', "$dir/safedelete.key" or die $!;
+print $fh "0123456789abcdef0123456789abcdef\n";
+close $fh;
+for my $f ('json-server-demo.conf', 'xano.conf', 'production.conf') {
+    my $text = main::conf_d($f);
+    # the production example's paths, on a test machine
+    $text =~ s{/etc/nginx/safedelete\.key}{$dir/safedelete.key}g;
+    $text =~ s{/var/log/nginx/}{$dir/}g;
+    if ($text =~ /ssl_certificate/) {
+        system("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=t "
+               . "-keyout $dir/t.key -out $dir/t.pem >/dev/null 2>&1") == 0
+            or die "openssl: $?";
+        $text =~ s{/etc/ssl/certs/ssl-cert-snakeoil\.pem}{$dir/t.pem}g;
+        $text =~ s{/etc/ssl/private/ssl-cert-snakeoil\.key}{$dir/t.key}g;
+    }
+    my ($ok, $out) = main::nginx_t($text);
     ok($ok, "$f passes nginx -t") or diag($out);
 }
 
