@@ -7,6 +7,7 @@ SHELL := /bin/bash
 #   make test-valgrind  the same suite with nginx under valgrind
 #   make demo           nginx + Redis + json-server demo on :8080
 #   make bench          wrk: plain nginx against the module
+#   make bench-instructions  callgrind: what a GET costs with the module on
 
 NGINX_SRC   ?= /usr/share/nginx/src
 BUILD       := $(CURDIR)/build
@@ -20,7 +21,7 @@ DEB_PACKAGES := nginx nginx-dev libhiredis-dev libcurl4-openssl-dev \
                 redis-server redis-tools libtest-base-perl wrk valgrind \
                 curl ca-certificates openssl
 
-.PHONY: all deps backend test test-valgrind demo demo-stop bench clean
+.PHONY: all deps backend test test-valgrind demo bench bench-instructions clean
 
 all: $(MODULE)
 
@@ -60,6 +61,9 @@ demo: $(MODULE) backend
 
 bench: $(MODULE) backend
 	sh bench/run.sh
+
+bench-instructions: $(MODULE)
+	sh bench/get-instructions.sh
 
 clean:
 	rm -rf $(BUILD)
