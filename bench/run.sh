@@ -9,7 +9,10 @@
 #   upstream  nginx (no module): GET /users/<id> -> a JSON record,
 #             any other method on the same URI -> 200 and a small JSON body
 #   plain     nginx (no module): location /api/ -> proxy_pass upstream
-#   module    nginx with the module: the same location plus "safedelete on"
+#   module    nginx with the module: the same location plus "safedelete on",
+#             and the locations of the deps3, confirm and parallel scenarios
+#   slow      (parallel scenario only) node bench/slow-upstream.js: every
+#             GET answered after BENCH_SLOW_MS ms
 # then runs each scenario as a pair (plain, module) with wrk and prints a
 # table.  Every nginx runs one worker (the machine has 2 cores).
 #
@@ -28,16 +31,20 @@
 #   BENCH_PIN="wrk:0 upstream:0 redis:0 plain:1 module:1"   taskset each
 #                         role to CPUs (default off)
 #   BENCH_BUSY_LIMIT=10   warn when others used this % of the CPUs in a run
-#   BENCH_SCENARIOS="get delete"   which scenario_* functions to run; also
-#                         "aa": plain against an identical second plain
-#                         nginx, the noise floor of a ratio
+#   BENCH_SCENARIOS="get delete deps3 confirm parallel"   which scenario_*
+#                         functions to run; also "aa": plain against an
+#                         identical second plain nginx, the noise floor of
+#                         a ratio
+#   BENCH_PARALLEL_DURATION=5  BENCH_PARALLEL_CONNECTIONS=2   wrk -d / -c of
+#                         the parallel scenario (a latency measurement)
+#   BENCH_SLOW_MS=20      delay of the slow lookups of the parallel scenario
 #   BENCH_KEEP=1          keep the temp directory (configs, logs, wrk output)
 #   BENCH_MODULE, BENCH_NGINX      the .so and the nginx binary
 #
 # Exit status: 0 when the bench ran (missed goals and errors are reported,
 # not fatal), 1 when something could not be started.
 #
-# A new scenario: write scenario_NAME() calling bench_pair (see the two
+# A new scenario: write scenario_NAME() calling bench_pair (see those
 # below) and add NAME to SCENARIOS; a new nginx or location: a conf_*
 # function printing its http{} fragment, started with start_nginx.
 
@@ -51,8 +58,11 @@ WARMUP=${BENCH_WARMUP:-2}
 THREADS=${BENCH_THREADS:-1}
 CONNS=${BENCH_CONNECTIONS:-16}
 ORDER=${BENCH_ORDER:-alternate}
-SCENARIOS=${BENCH_SCENARIOS:-get delete}
+SCENARIOS=${BENCH_SCENARIOS:-get delete deps3 confirm parallel}
 ROUNDS=${BENCH_ROUNDS:-1}
+PAR_DURATION=${BENCH_PARALLEL_DURATION:-5}
+PAR_CONNS=${BENCH_PARALLEL_CONNECTIONS:-2}
+SLOW_MS=${BENCH_SLOW_MS:-20}
 LUA=$REPO/bench/req.lua
 
 [ "$WARMUP" -gt "$DURATION" ] 2>/dev/null && WARMUP=$DURATION
@@ -70,7 +80,14 @@ T0=$(date +%s)
 for tool in redis-server redis-cli wrk perl curl; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
 done
-[ -f "$LUA" ] || die "$LUA is missing"
+for f in "$LUA" "$REPO/bench/confirm.lua" "$REPO/bench/slow-upstream.js"; do
+    [ -f "$f" ] || die "$f is missing"
+done
+case " $SCENARIOS " in
+    *" parallel "*)
+        command -v node >/dev/null 2>&1 ||
+            die "node not found (the parallel scenario's slow upstream)" ;;
+esac
 
 # --- temp dir, and everything stopped on exit -----------------------------------
 
@@ -162,9 +179,10 @@ wait_port() {    # name port pid log
 }
 
 # shellcheck disable=SC2046
-set -- $(free_ports 5)
-[ $# -eq 5 ] || die "no free ports"
+set -- $(free_ports 6)
+[ $# -eq 6 ] || die "no free ports"
 REDIS_PORT=$1 UP_PORT=$2 PLAIN_PORT=$3 MODULE_PORT=$4 PLAIN2_PORT=$5
+SLOW_PORT=$6
 
 # --- CPU pinning ----------------------------------------------------------------
 
@@ -221,7 +239,9 @@ $($3)
 EOF
 }
 
-# the backend: GET answers the record, every other method a small body
+# the backend: GET answers the record, every other method a small body;
+# the lookups of the deps3 scenario (GET /orders?customer_id=<n>, /posts,
+# /comments) answer a small JSON array at once, with X-Total-Count
 conf_upstream() {
     cat <<EOF
     server {
@@ -233,6 +253,11 @@ conf_upstream() {
                 return 200 '{"id":\$uid,"name":"x","email":"x@example.com","status":"active"}';
             }
             return 200 '{"id":\$uid,"ok":true}';
+        }
+
+        location ~ ^/(orders|posts|comments)\$ {
+            add_header X-Total-Count 2;
+            return 200 '[{"id":1,"ref":"\$args"},{"id":2,"ref":"\$args"}]';
         }
 
         location / {
@@ -276,10 +301,14 @@ conf_plain2() {
     conf_plain
 }
 
+# the module's locations: /api/ (get, delete), /deps/ (deps3), /confirm/
+# (confirm), /slow1/ and /slow3/ (parallel: the snapshot, the PATCH and
+# Redis as in /api/, plus 1 or 3 lookups on the slow node upstream)
 conf_module() {
     conf_pool
     cat <<EOF
     safedelete_redis redis://127.0.0.1:$REDIS_PORT;
+    safedelete_secret_file $WORK/secret.key;
 
     server {
         listen 127.0.0.1:$MODULE_PORT backlog=4096;
@@ -289,6 +318,46 @@ conf_module() {
             safedelete_upstream http://127.0.0.1:$UP_PORT/;
             safedelete_actor \$http_x_user_id;
             safedelete_undo_window 30s;
+$PROXY_LINES
+        }
+
+        location /deps/ {
+            safedelete on;
+            safedelete_upstream http://127.0.0.1:$UP_PORT/;
+            safedelete_actor \$http_x_user_id;
+            safedelete_undo_window 30s;
+            safedelete_dependency orders "/orders?customer_id=\$safedelete_id" report;
+            safedelete_dependency posts "/posts?author_id=\$safedelete_id" report;
+            safedelete_dependency comments "/comments?user_id=\$safedelete_id" report;
+$PROXY_LINES
+        }
+
+        location /confirm/ {
+            safedelete on;
+            safedelete_confirm on;
+            safedelete_upstream http://127.0.0.1:$UP_PORT/;
+            safedelete_actor \$http_x_user_id;
+            safedelete_undo_window 30s;
+$PROXY_LINES
+        }
+
+        location /slow1/ {
+            safedelete on;
+            safedelete_upstream http://127.0.0.1:$UP_PORT/;
+            safedelete_actor \$http_x_user_id;
+            safedelete_undo_window 30s;
+            safedelete_dependency orders "http://127.0.0.1:$SLOW_PORT/orders?customer_id=\$safedelete_id" report;
+$PROXY_LINES
+        }
+
+        location /slow3/ {
+            safedelete on;
+            safedelete_upstream http://127.0.0.1:$UP_PORT/;
+            safedelete_actor \$http_x_user_id;
+            safedelete_undo_window 30s;
+            safedelete_dependency orders "http://127.0.0.1:$SLOW_PORT/orders?customer_id=\$safedelete_id" report;
+            safedelete_dependency posts "http://127.0.0.1:$SLOW_PORT/posts?author_id=\$safedelete_id" report;
+            safedelete_dependency comments "http://127.0.0.1:$SLOW_PORT/comments?user_id=\$safedelete_id" report;
 $PROXY_LINES
         }
     }
@@ -324,11 +393,29 @@ start_redis() {
 
 rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 
+# the slow lookup backend of the parallel scenario (node), started when
+# that scenario runs
+SLOW_STARTED=
+start_slow() {
+    mkdir -p "$WORK/slow" || exit 1
+    SLOW_MS=$SLOW_MS $(pin slow) node "$REPO/bench/slow-upstream.js" "$SLOW_PORT" \
+        >"$WORK/slow/slow.log" 2>&1 &
+    pid=$!
+    PIDS="$pid $PIDS"
+    wait_port slow "$SLOW_PORT" "$pid" "$WORK/slow/slow.log"
+    log "slow upstream (node, GET after ${SLOW_MS} ms) up on 127.0.0.1:$SLOW_PORT (pid $pid)"
+    SLOW_STARTED=1
+}
+
 # --- start -----------------------------------------------------------------------
 
 log "work dir $WORK"
 log "module built $MODULE_ID"
 log "wrk -t$THREADS -c$CONNS -d${DURATION}s, warm-up ${WARMUP}s per side, $ROUNDS round(s), order $ORDER${PIN:+, pinned: $PIN}"
+
+# the key of the confirmation tokens (safedelete_secret_file): 32 bytes
+(umask 077 && head -c 24 /dev/urandom | base64 > "$WORK/secret.key") ||
+    die "cannot write $WORK/secret.key"
 
 nginx_conf upstream 0 conf_upstream
 nginx_conf plain 0 conf_plain
@@ -341,6 +428,7 @@ start_nginx module "$MODULE_PORT"
 
 PLAIN=http://127.0.0.1:$PLAIN_PORT
 MODULE=http://127.0.0.1:$MODULE_PORT
+MODULE_URL=$MODULE     # the real module nginx (MODULE is swapped by some scenarios)
 
 # --- one request each way before measuring ----------------------------------------
 
@@ -428,17 +516,25 @@ others_pct() {
 
 RUN_NO=0
 DELETES_SENT=0   # DELETE requests wrk completed against the module
+CONFIRM_CHECK=   # the confirm runs whose 2xx and 428 counts do not match
 : > "$RES/pairs.tsv"
 : > "$RES/runs.tsv"
 
-# run_wrk TAG SECONDS URL [METHOD PREFIX]: wrk output in $RES/TAG.out
-# (with METHOD, bench/req.lua sends METHOD PREFIX<n> with a new n each time)
+# run_wrk TAG SECONDS URL [METHOD PREFIX [SCRIPT]]: wrk output in
+# $RES/TAG.out.  With METHOD, bench/req.lua sends METHOD PREFIX<n> with a
+# new n each time; SCRIPT "confirm" runs bench/confirm.lua instead (the
+# two-step delete of PREFIX<n>, METHOD is DELETE).  wrk -c and -d come
+# from CONNS and the SECONDS given (the parallel scenario changes CONNS).
 run_wrk() {
     tag=$1 secs=$2 url=$3
     RUN_NO=$((RUN_NO + 1))
     out=$RES/$tag.out
     # in the background, so that a signal to this shell is handled at once
-    if [ $# -ge 5 ]; then
+    if [ $# -ge 6 ] && [ "$6" = confirm ]; then
+        $(pin wrk) wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --latency \
+            -s "$REPO/bench/confirm.lua" "$url" -- "$5" $((RUN_NO * 10000000)) \
+            >"$out" 2>&1 &
+    elif [ $# -ge 5 ]; then
         $(pin wrk) wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --latency \
             -s "$LUA" "$url" -- "$4" "$5" $((RUN_NO * 10000000)) >"$out" 2>&1 &
     else
@@ -452,13 +548,20 @@ run_wrk() {
     if [ $rc -ne 0 ] || ! grep -q '^Requests/sec:' "$out"; then
         problem "wrk $tag failed (exit $rc): $(tail -n 3 "$out" | tr '\n' ' ')"
     fi
-    if [ $# -ge 5 ] && [ "$4" = DELETE ]; then
-        n=$(awk '/ requests in /{print $1; exit}' "$out")
-        DELETES_SENT=$((DELETES_SENT + ${n:-0}))
-    fi
+    # every DELETE the module answered leaves an audit entry (a 428 too)
+    case $url in
+        "$MODULE_URL"/*)
+            if [ $# -ge 5 ] && [ "$4" = DELETE ]; then
+                n=$(awk '/ requests in /{print $1; exit}' "$out")
+                DELETES_SENT=$((DELETES_SENT + ${n:-0}))
+            fi ;;
+    esac
 }
 
-# parse_wrk FILE: "rps p50 p99 requests non2xx socket_errors", latencies in ms
+# parse_wrk FILE: "rps p50 p99 requests non2xx socket_errors note",
+# latencies in ms.  For a bench/confirm.lua run, rps is confirmed deletes
+# (2xx) per second, non2xx counts the answers that are neither 2xx nor 428
+# (and 428s without a token), and note is "2xx=A/428=B"; else note is "-".
 parse_wrk() {
     awk '
         function ms(v) {
@@ -471,17 +574,26 @@ parse_wrk() {
         /^Requests\/sec:/        { rps = $2 }
         /^ +50% /                { p50 = ms($2) }
         /^ +99% /                { p99 = ms($2) }
-        / requests in /          { reqs = $1 }
+        / requests in /          { reqs = $1; secs = $4; sub(/,$/, "", secs)
+                                   secs = ms(secs) / 1000 }
         /Non-2xx or 3xx/         { non2xx = $NF }
         /Socket errors:/         { gsub(/,/, ""); sock = $4 + $6 + $8 + $10 }
+        /^confirm: 2xx /         { confirm = 1; ok = $3; c428 = $5
+                                   other = $7; unpaired = $9 }
         END {
-            printf "%.2f %.3f %.3f %d %d %d\n",
-                   rps, p50, p99, reqs, non2xx, sock
+            note = "-"
+            if (confirm) {
+                rps = secs > 0 ? ok / secs : 0
+                non2xx = other + unpaired
+                note = "2xx=" ok "/428=" c428
+            }
+            printf "%.2f %.3f %.3f %d %d %d %s\n",
+                   rps, p50, p99, reqs, non2xx, sock, note
         }' "$1"
 }
 
-# measure_side KEY SIDE ROUND FIRST URL [METHOD PREFIX]: one measured run,
-# a line in $RES/runs.tsv
+# measure_side KEY SIDE ROUND FIRST URL [METHOD PREFIX [SCRIPT]]: one
+# measured run, a line in $RES/runs.tsv
 measure_side() {
     key=$1 side=$2 round=$3 first=$4; shift 4
     tag=$key.$side.$round
@@ -495,22 +607,45 @@ measure_side() {
     fi
     # shellcheck disable=SC2046
     set -- $(parse_wrk "$RES/$tag.out")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$key" "$side" "$round" "$first" "$1" "$2" "$3" "$4" "$5" "$6" \
-        "$others" >> "$RES/runs.tsv"
+        "$others" "$7" >> "$RES/runs.tsv"
     if [ "$5" != 0 ] || [ "$6" != 0 ]; then
-        problem "$key/$side: $5 non-2xx responses and $6 socket errors out of $4 requests (wrk output above)"
+        if [ "$7" = - ]; then
+            problem "$key/$side: $5 non-2xx responses and $6 socket errors out of $4 requests (wrk output above)"
+        else
+            problem "$key/$side: $5 responses neither 2xx nor 428 (or a 428 without a token) and $6 socket errors out of $4 requests (wrk output above)"
+        fi
         sed 's/^/      /' "$RES/$tag.out"
     fi
+    # the two-step delete: every 428 is followed by its confirmed DELETE;
+    # at the end at most one per connection is still waiting
+    case $7 in
+        2xx=*)
+            ok=${7#2xx=}; ok=${ok%%/*}; c428=${7#*/428=}
+            d=$((c428 - ok))
+            if [ $ok -eq 0 ] || [ $d -lt 0 ] || [ $d -gt "$CONNS" ]; then
+                problem "$key/$side: $ok confirmed deletes (2xx) for $c428 answers 428: expected about as many, at most $CONNS (connections) fewer"
+                sed 's/^/      /' "$RES/$tag.out"
+            else
+                CONFIRM_CHECK="$CONFIRM_CHECK
+  $key/$side round $round: $ok confirmed deletes (2xx) for $c428 answers 428 ($d still unconfirmed when wrk stopped)"
+            fi ;;
+    esac
 }
 
 PAIRS_DONE=0
 
-# bench_pair KEY LABEL GOAL PLAIN_ARGS MODULE_ARGS
-# *_ARGS: "PATH" or "PATH METHOD PREFIX" (the latter through req.lua)
+# bench_pair KEY LABEL GOAL PLAIN_ARGS MODULE_ARGS [PLAIN_NAME MODULE_NAME]
+# *_ARGS: "PATH", "PATH METHOD PREFIX" (through req.lua), or "PATH DELETE
+# PREFIX confirm" (through confirm.lua).  GOAL: a number N (module req/s /
+# plain req/s >= N), "report" (that ratio, no goal), or "p50<=N" (module
+# p50 / plain p50 <= N).  *_NAME: what the two sides are called in the
+# per-run table (plain, module).
 bench_pair() {
     key=$1 label=$2 goal=$3 pargs=$4 margs=$5
-    printf '%s\t%s\t%s\n' "$key" "$label" "$goal" >> "$RES/pairs.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$key" "$label" "$goal" \
+        "${6:-plain}" "${7:-module}" >> "$RES/pairs.tsv"
 
     log "$label"
     # shellcheck disable=SC2086
@@ -519,11 +654,13 @@ bench_pair() {
     set -- $margs; mpath=$1; shift; mextra="$*"
 
     if [ "$WARMUP" -gt 0 ]; then
-        log "  $key: warm-up ${WARMUP}s each side"
+        w=$WARMUP
+        [ "$w" -gt "$DURATION" ] && w=$DURATION
+        log "  $key: warm-up ${w}s each side"
         # shellcheck disable=SC2086
-        run_wrk "$key.warmup.plain" "$WARMUP" "$PLAIN$ppath" $pextra
+        run_wrk "$key.warmup.plain" "$w" "$PLAIN$ppath" $pextra
         # shellcheck disable=SC2086
-        run_wrk "$key.warmup.module" "$WARMUP" "$MODULE$mpath" $mextra
+        run_wrk "$key.warmup.module" "$w" "$MODULE$mpath" $mextra
     fi
 
     round=1
@@ -565,6 +702,71 @@ scenario_delete() {
         "/api/users/ DELETE /api/users/"
 }
 
+# a soft DELETE in a location with three "report" lookups (orders, posts,
+# comments: GETs on the upstream, each answered at once with a JSON array
+# of 2 and X-Total-Count: 2) against a plain proxied DELETE.  The spec
+# sets no goal for this ratio: it is reported.
+scenario_deps3() {
+    probe "DELETE via module, 3 lookups" 200 -X DELETE -H 'X-User-Id: 1' \
+        "$MODULE_URL/deps/users/999999998"
+    PROBE_DELETES=$((PROBE_DELETES + 1))
+    deps=$(rcli XREVRANGE safedelete:audit + - COUNT 1 2>&1 |
+        awk 'p { print; exit } /^dependencies$/ { p = 1 }')
+    log "probe DELETE via module, 3 lookups: audited dependencies $deps"
+    for d in orders posts comments; do
+        case $deps in
+            *"\"$d\""*) ;;
+            *) problem "the audit entry of the 3-lookup probe has no count of $d: $deps"
+               break ;;
+        esac
+    done
+    bench_pair deps3 "DELETE + 3 lookups" report \
+        "/api/users/ DELETE /api/users/" \
+        "/deps/users/ DELETE /deps/users/"
+}
+
+# the two-step delete (safedelete_confirm on): a DELETE without a token
+# (428 and a token), then the same DELETE with "SafeDelete-Confirm:
+# <token>" (200), through bench/confirm.lua.  The module's req/s are
+# confirmed deletes (pairs) per second, against plain proxied DELETEs per
+# second; the 428s are expected, not errors.  No goal in the spec.
+scenario_confirm() {
+    probe "DELETE via module, confirm, no token" 428 -X DELETE \
+        -H 'X-User-Id: 1' "$MODULE_URL/confirm/users/999999997"
+    token=$(tr -d '\r' < "$RES/probe.head" |
+        awk 'tolower($1) == "safedelete-confirm:" { print $2; exit }')
+    [ -n "$token" ] || problem "the 428 of the confirm probe has no SafeDelete-Confirm header"
+    probe "DELETE via module, confirm, with the token" 200 -X DELETE \
+        -H 'X-User-Id: 1' -H "SafeDelete-Confirm: $token" \
+        "$MODULE_URL/confirm/users/999999997"
+    PROBE_DELETES=$((PROBE_DELETES + 2))
+    bench_pair confirm "confirm: 428 + 200" report \
+        "/api/users/ DELETE /api/users/" \
+        "/confirm/users/ DELETE /confirm/users/ confirm"
+}
+
+# the lookups of one request run at the same time: a soft DELETE with ONE
+# slow "report" lookup (the node upstream answers after BENCH_SLOW_MS)
+# against one with THREE, both through the module (snapshot, PATCH and
+# Redis on the fast servers), at low concurrency.  Ratio: p50 of three
+# over p50 of one: about 1 when the lookups run in parallel, about 3 (for
+# the lookup part) if they ran one after the other.
+scenario_parallel() {
+    [ -n "$SLOW_STARTED" ] || start_slow
+    probe "DELETE via module, 1 slow lookup" 200 -X DELETE \
+        -H 'X-User-Id: 1' "$MODULE_URL/slow1/users/999999996"
+    probe "DELETE via module, 3 slow lookups" 200 -X DELETE \
+        -H 'X-User-Id: 1' "$MODULE_URL/slow3/users/999999995"
+    PROBE_DELETES=$((PROBE_DELETES + 2))
+    saved_plain=$PLAIN saved_duration=$DURATION saved_conns=$CONNS
+    PLAIN=$MODULE_URL DURATION=$PAR_DURATION CONNS=$PAR_CONNS
+    bench_pair parallel "parallel: 3 vs 1 slow" "p50<=1.5" \
+        "/slow1/users/ DELETE /slow1/users/" \
+        "/slow3/users/ DELETE /slow3/users/" \
+        1-lookup 3-lookups
+    PLAIN=$saved_plain DURATION=$saved_duration CONNS=$saved_conns
+}
+
 # A/A: plain against an identical second plain nginx, in the module's
 # column.  Not a default: it shows how far two equal servers differ on
 # this machine, i.e. what a GET ratio can tell at all.
@@ -594,7 +796,11 @@ sleep 0.5    # the last audit writes of the last run
 say ""
 rounds_note=
 [ "$ROUNDS" -gt 1 ] && rounds_note=", $ROUNDS rounds (mean req/s, median p50/p99)"
-say "ngx_safedelete_module bench: wrk -t$THREADS -c$CONNS -d${DURATION}s$rounds_note"
+par_note=
+case " $SCENARIOS " in
+    *" parallel "*) par_note=" (parallel: -c$PAR_CONNS -d${PAR_DURATION}s)" ;;
+esac
+say "ngx_safedelete_module bench: wrk -t$THREADS -c$CONNS -d${DURATION}s$par_note$rounds_note"
 say "1 nginx worker each, loopback, latencies in ms; module built $MODULE_ID"
 say ""
 
@@ -614,10 +820,11 @@ awk -F '\t' -v rounds="$ROUNDS" '
         rps[k] += $5; n[k]++; p50[k] = p50[k] " " $6; p99[k] = p99[k] " " $7
         reqs[k] += $8; bad[k] += $9 + $10
         if (rounds == 1) first[$1] = $4
-        if ($2 == "plain") pr[$1, $3] = $5; else mr[$1, $3] = $5
+        if ($2 == "plain") { pr[$1, $3] = $5; pl[$1, $3] = $6 }
+        else               { mr[$1, $3] = $5; ml[$1, $3] = $6 }
     }
     END {
-        fmt = "%-22s %12s %8s %8s  %12s %8s %8s  %7s  %-7s %s\n"
+        fmt = "%-22s %12s %8s %8s  %12s %8s %8s  %7s  %-10s %s\n"
         printf fmt, "scenario", "plain req/s", "p50", "p99",
                "module req/s", "p50", "p99", "ratio", "goal", "verdict"
         printf fmt, "--------", "-----------", "---", "---",
@@ -626,34 +833,94 @@ awk -F '\t' -v rounds="$ROUNDS" '
             key = keys[i]; P = key SUBSEP "plain"; M = key SUBSEP "module"
             if (!n[P] || !n[M]) continue
             prps = rps[P] / n[P]; mrps = rps[M] / n[M]
-            ratio = prps > 0 ? mrps / prps : 0
-            verdict = ratio >= goal[key] ? "ok" : "MISSED"
+            pp50 = median(p50[P]); mp50 = median(p50[M])
+            g = goal[key]
+            if (g ~ /^p50<=/) {
+                # a latency ratio: the module side p50 over the plain side p50
+                limit = substr(g, 6) + 0
+                ratio = pp50 > 0 ? mp50 / pp50 : 0
+                gtext = "p50 <= " substr(g, 6)
+                verdict = ratio > 0 && ratio <= limit ? "ok" : "MISSED"
+            } else if (g == "report") {
+                ratio = prps > 0 ? mrps / prps : 0
+                gtext = "report"
+                verdict = "-"
+            } else {
+                ratio = prps > 0 ? mrps / prps : 0
+                gtext = ">= " g
+                verdict = ratio >= g ? "ok" : "MISSED"
+            }
             if (bad[P] + bad[M] > 0) verdict = verdict ", ERRORS"
             if (rounds == 1) verdict = verdict " (" first[key] " first)"
             printf fmt, label[key], sprintf("%.0f", prps),
-                   sprintf("%.3f", median(p50[P])), sprintf("%.3f", median(p99[P])),
+                   sprintf("%.3f", pp50), sprintf("%.3f", median(p99[P])),
                    sprintf("%.0f", mrps),
-                   sprintf("%.3f", median(p50[M])), sprintf("%.3f", median(p99[M])),
-                   sprintf("%.3fx", ratio), ">= " goal[key], verdict
+                   sprintf("%.3f", mp50), sprintf("%.3f", median(p99[M])),
+                   sprintf("%.3fx", ratio), gtext, verdict
             if (rounds > 1) {
                 s = ""
-                for (r = 1; r <= rounds; r++)
-                    if (pr[key, r] > 0) s = s sprintf(" %.2f", mr[key, r] / pr[key, r])
+                for (r = 1; r <= rounds; r++) {
+                    if (g ~ /^p50<=/) {
+                        if (pl[key, r] > 0) s = s sprintf(" %.2f", ml[key, r] / pl[key, r])
+                    } else if (pr[key, r] > 0) {
+                        s = s sprintf(" %.2f", mr[key, r] / pr[key, r])
+                    }
+                }
                 printf "%-22s   ratio per round:%s\n", "", s
             }
         }
     }' "$RES/pairs.tsv" "$RES/runs.tsv"
+
+# what the rows that are not "the same request, plain and module" measure
+ran() { awk -F '\t' -v k="$1" '$1 == k { f = 1 } END { exit !f }' "$RES/pairs.tsv"; }
+legend=
+if ran deps3; then
+    legend=1
+    say ""
+    say "DELETE + 3 lookups: plain = DELETE /api/users/<n> proxied; module = a soft"
+    say "  DELETE in a location with 3 report lookups (orders, posts, comments), each"
+    say "  answered by the upstream at once (JSON array, X-Total-Count: 2). No goal in"
+    say "  the spec: the ratio is reported."
+fi
+if ran confirm; then
+    [ -n "$legend" ] || say ""
+    legend=1
+    say "confirm: 428 + 200: plain = DELETE /api/users/<n> proxied; module req/s ="
+    say "  confirmed deletes per second, each a DELETE answered 428 with a token and"
+    say "  the same DELETE with SafeDelete-Confirm answered 200 (bench/confirm.lua);"
+    say "  module p50/p99 are per HTTP request (either step). No goal in the spec."
+fi
+if ran parallel; then
+    [ -n "$legend" ] || say ""
+    legend=1
+    say "parallel: 3 vs 1 slow: both sides are soft DELETEs through the module, wrk"
+    say "  -c$PAR_CONNS -d${PAR_DURATION}s: plain columns = ONE report lookup, module columns = THREE,"
+    say "  each answered after ${SLOW_MS} ms by node (bench/slow-upstream.js; snapshot and"
+    say "  PATCH not delayed). ratio = p50 of three / p50 of one: ~1 when the lookups"
+    say "  run in parallel, ~3 (for the ${SLOW_MS} ms part) when one after the other."
+fi
 
 say ""
 say "per measured run: requests, non-2xx responses, socket errors, and the share"
 say "of the ${NCPU} CPUs used by processes other than the bench (others):"
 awk -F '\t' '
     BEGIN {
-        fmt = "  %-8s %-7s %5s %-7s %10s %9s %8s %8s  %6s\n"
+        fmt = "  %-8s %-9s %5s %-8s %10s %9s %8s %8s  %6s%s\n"
         printf fmt, "pair", "side", "round", "first", "req/s", "requests",
-               "non-2xx", "socket", "others"
+               "non-2xx", "socket", "others", ""
     }
-    { printf fmt, $1, $2, $3, $4, $5, $8, $9, $10, $11 "%" }' "$RES/runs.tsv"
+    FILENAME ~ /pairs.tsv$/ { name[$1, "plain"] = $4; name[$1, "module"] = $5; next }
+    {
+        side = name[$1, $2] != "" ? name[$1, $2] : $2
+        fst = name[$1, $4] != "" ? name[$1, $4] : $4
+        # confirm runs: req/s are confirmed deletes, non-2xx the answers
+        # neither 2xx nor 428; the 2xx and 428 counts at the end
+        note = $12 == "-" || $12 == "" ? "" : "  " $12
+        printf fmt, $1, side, $3, fst, $5, $8, $9, $10, $11 "%", note
+    }' "$RES/pairs.tsv" "$RES/runs.tsv"
+if [ -n "$CONFIRM_CHECK" ]; then
+    say "confirm runs (req/s: confirmed deletes; non-2xx: answers neither 2xx nor 428):$CONFIRM_CHECK"
+fi
 
 say ""
 audit=$(rcli XLEN safedelete:audit 2>&1)
@@ -685,6 +952,16 @@ for n in module plain upstream ${PLAIN2_STARTED:+plain2}; do
         grep '\[warn\]' "$f" | head -n 3 | cut -c1-300 | sed 's/^/      /'
     fi
 done
+if [ -n "$SLOW_STARTED" ]; then
+    # node prints one line at start; anything else went wrong there
+    extra=$(grep -vc '^slow-upstream: ' "$WORK/slow/slow.log")
+    say "  slow upstream (node): ${extra:-0} lines besides its start line"
+    if [ "${extra:-0}" -gt 0 ]; then
+        grep -v '^slow-upstream: ' "$WORK/slow/slow.log" | head -n 5 |
+            cut -c1-300 | sed 's/^/      /'
+        problem "the slow upstream (node) wrote $extra lines to its log"
+    fi
+fi
 
 for pid in $PIDS; do
     kill -0 "$pid" 2>/dev/null || problem "server pid $pid died during the bench"
