@@ -32,15 +32,22 @@ static const char  ngx_http_safedelete_store_put_lua[] =
 
 /*
  * moves an undo record from one state to another, so that of two undo
- * calls racing on two gateways exactly one wins
+ * calls racing on two gateways exactly one wins; a claim older than a
+ * minute belongs to a worker that died mid-undo and may be taken over
  */
 static const char  ngx_http_safedelete_store_transition_lua[] =
     "local s = redis.call('HGET', KEYS[1], 'state')\n"
     "if not s then return 'missing' end\n"
+    "local now = tonumber(ARGV[3])\n"
+    "if s == 'restoring' and ARGV[1] == 'active' and now > 0 then\n"
+    "  local c = tonumber(redis.call('HGET', KEYS[1], 'claimed_at') or 0)\n"
+    "  if c + 60000 < now then s = 'active' end\n"
+    "end\n"
     "if s ~= ARGV[1] then return s end\n"
-    "if ARGV[3] ~= '0' then\n"
+    "if now > 0 then\n"
     "  local e = tonumber(redis.call('HGET', KEYS[1], 'expires_at') or 0)\n"
-    "  if e < tonumber(ARGV[3]) then return 'expired' end\n"
+    "  if e < now then return 'expired' end\n"
+    "  redis.call('HSET', KEYS[1], 'claimed_at', ARGV[3])\n"
     "end\n"
     "redis.call('HSET', KEYS[1], 'state', ARGV[2])\n"
     "return 'ok'\n";

@@ -214,3 +214,24 @@ is($u->{status}, 200, 'undo');
 is_deeply(backend_get('/categories/3')->{json}, $before, 'record is back');
 --- no_error_log
 [error]
+
+
+
+=== TEST 10: an undo claimed by a worker that died is taken over after a minute
+--- config eval: $::CONF
+--- flow
+my $d = http('DELETE', '/api/posts/5', headers => { 'X-User-Id' => '5' });
+my $tok = $d->{headers}{'safedelete-undo'};
+my $key = "safedelete:undo:$tok";
+# what a worker that died after its claim leaves behind
+redis('HSET', $key, 'state', 'restoring', 'claimed_at', int(time * 1000));
+my $u = http('POST', "/_safedelete/undo/$tok", headers => { 'X-User-Id' => '5' });
+is($u->{status}, 409, 'a fresh claim is respected');
+is($u->{json}{code}, 'UNDO_IN_PROGRESS', 'code');
+redis('HSET', $key, 'claimed_at', int(time * 1000) - 61000);
+$u = http('POST', "/_safedelete/undo/$tok", headers => { 'X-User-Id' => '5' });
+is($u->{status}, 200, 'a stale claim is taken over');
+is(backend_get('/posts/5')->{json}{status}, 'active', 'restored');
+is(redis('HGET', $key, 'state'), "undone\n", 'and recorded');
+--- no_error_log
+[error]
