@@ -212,6 +212,8 @@ struct ngx_http_safedelete_ctx_s {
     ngx_str_t                         collection_url;
     json_t                           *snapshot;
     ngx_str_t                         snapshot_text;
+    ngx_str_t                         soft_body;
+    ngx_str_t                         soft_revert;  /* what it overwrote */
 
     ngx_http_safedelete_call_t       *call;
 

@@ -41,6 +41,8 @@ static void ngx_http_safedelete_undo_restored(
 static void ngx_http_safedelete_undo_mark(ngx_http_safedelete_ctx_t *ctx);
 static void ngx_http_safedelete_undo_fail(ngx_http_safedelete_ctx_t *ctx,
     ngx_uint_t status, const char *code, const char *detail);
+static ngx_int_t ngx_http_safedelete_undo_revert(
+    ngx_http_safedelete_ctx_t *ctx, json_t *body);
 static void ngx_http_safedelete_undo_finished(
     ngx_http_safedelete_ctx_t *ctx);
 static ngx_int_t ngx_http_safedelete_undo_transition(
@@ -610,9 +612,7 @@ ngx_http_safedelete_undo_apply(ngx_http_safedelete_ctx_t *ctx)
 
     if (body == NULL
         || ngx_http_safedelete_json_own(r->pool, body) != NGX_OK
-        || json_object_set_new(body, "deleted_at", json_null()) != 0
-        || json_object_set_new(body, "deleted_by", json_null()) != 0
-        || json_object_set_new(body, "status", json_string("active")) != 0
+        || ngx_http_safedelete_undo_revert(ctx, body) != NGX_OK
         || ngx_http_safedelete_json_set_str(body, "restored_at", &ctx->now)
            != NGX_OK
         || ngx_http_safedelete_json_set_str(body, "restored_by",
@@ -721,6 +721,40 @@ ngx_http_safedelete_undo_finished(ngx_http_safedelete_ctx_t *ctx)
 
     ngx_str_set(&ctx->decision, "undone");
     ngx_http_safedelete_finish(ctx);
+}
+
+
+/*
+ * the values the soft delete overwrote; records deleted by an older
+ * version of the module get the defaults
+ */
+
+static ngx_int_t
+ngx_http_safedelete_undo_revert(ngx_http_safedelete_ctx_t *ctx, json_t *body)
+{
+    json_t     *revert;
+    ngx_str_t  *text;
+
+    text = ngx_http_safedelete_api_field(ctx, "revert");
+
+    if (text->len) {
+        revert = ngx_http_safedelete_json_parse(ctx->request->pool, text,
+                                                ctx->request->connection->log);
+
+        if (revert && json_is_object(revert)) {
+            return json_object_update(body, revert) == 0 ? NGX_OK
+                                                         : NGX_ERROR;
+        }
+    }
+
+    if (json_object_set_new(body, "deleted_at", json_null()) != 0
+        || json_object_set_new(body, "deleted_by", json_null()) != 0
+        || json_object_set_new(body, "status", json_string("active")) != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -53,6 +53,8 @@ static void ngx_http_safedelete_step_act(ngx_http_safedelete_ctx_t *ctx);
 static void ngx_http_safedelete_fail_open(ngx_http_safedelete_ctx_t *ctx,
     ngx_uint_t status, const char *code, const char *detail,
     ngx_http_safedelete_step_pt resume);
+static ngx_int_t ngx_http_safedelete_soft_body(
+    ngx_http_safedelete_ctx_t *ctx);
 static ngx_int_t ngx_http_safedelete_rewrite_soft(
     ngx_http_safedelete_ctx_t *ctx);
 static ngx_int_t ngx_http_safedelete_set_content_type(ngx_http_request_t *r);
@@ -1329,7 +1331,7 @@ ngx_http_safedelete_step_record(ngx_http_safedelete_ctx_t *ctx)
     u_char                          *p;
     void                            *op;
     ngx_str_t                        expires, *rid;
-    ngx_keyval_t                     f[16];
+    ngx_keyval_t                     f[18];
     ngx_uint_t                       n;
     ngx_msec_t                       ttl;
     ngx_http_request_t              *r;
@@ -1342,6 +1344,16 @@ ngx_http_safedelete_step_record(ngx_http_safedelete_ctx_t *ctx)
 
     if (sdlcf->undo_window == 0) {
         ctx->next = ngx_http_safedelete_step_record_done;
+        return;
+    }
+
+    if (ctx->mode == NGX_HTTP_SAFEDELETE_MODE_SOFT
+        && ngx_http_safedelete_soft_body(ctx) != NGX_OK)
+    {
+        ngx_http_safedelete_refuse(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "INTERNAL_ERROR",
+                                   "the soft-delete request could not be "
+                                   "built; nothing was deleted");
         return;
     }
 
@@ -1391,6 +1403,10 @@ ngx_http_safedelete_step_record(ngx_http_safedelete_ctx_t *ctx)
 
     if (ctx->cascade_text.len) {
         ngx_http_safedelete_field("cascade", ctx->cascade_text);
+    }
+
+    if (ctx->soft_revert.len) {
+        ngx_http_safedelete_field("revert", ctx->soft_revert);
     }
 
     if (vv && !vv->not_found) {
@@ -1499,27 +1515,23 @@ ngx_http_safedelete_fail_open(ngx_http_safedelete_ctx_t *ctx,
 }
 
 
+/*
+ * the soft-delete body, and what it overwrites: the undo sets back the
+ * record's own values (a draft stays a draft), not the defaults
+ */
+
 static ngx_int_t
-ngx_http_safedelete_rewrite_soft(ngx_http_safedelete_ctx_t *ctx)
+ngx_http_safedelete_soft_body(ngx_http_safedelete_ctx_t *ctx)
 {
-    json_t                          *body;
-    ngx_str_t                        text, uri;
-    ngx_buf_t                       *b;
-    ngx_chain_t                     *cl;
+    json_t                          *body, *revert, *v;
+    const char                      *key;
     ngx_http_request_t              *r;
-    ngx_http_request_body_t         *rb;
     ngx_http_safedelete_loc_conf_t  *sdlcf;
 
     r = ctx->request;
     sdlcf = ctx->policy;
 
-    if (sdlcf->soft_method == NGX_HTTP_PUT && ctx->snapshot) {
-        /* PUT replaces the record: send it whole, with the marks */
-        body = json_deep_copy(ctx->snapshot);
-
-    } else {
-        body = json_object();
-    }
+    body = json_object();
 
     if (body == NULL || ngx_http_safedelete_json_own(r->pool, body) != NGX_OK)
     {
@@ -1534,11 +1546,71 @@ ngx_http_safedelete_rewrite_soft(ngx_http_safedelete_ctx_t *ctx)
            != NGX_OK
         || json_object_set_new(body, "status", json_string("deleted")) != 0
         || ngx_http_safedelete_json_apply(r, body, sdlcf->soft_fields)
-           != NGX_OK
-        || ngx_http_safedelete_json_dump(r->pool, body, &text) != NGX_OK)
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
+
+    if (ctx->snapshot) {
+        revert = json_object();
+        if (revert == NULL
+            || ngx_http_safedelete_json_own(r->pool, revert) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        json_object_foreach(body, key, v) {
+            v = json_object_get(ctx->snapshot, key);
+
+            if (json_object_set(revert, key, v ? v : json_null()) != 0) {
+                return NGX_ERROR;
+            }
+        }
+
+        if (ngx_http_safedelete_json_dump(r->pool, revert, &ctx->soft_revert)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (sdlcf->soft_method == NGX_HTTP_PUT && ctx->snapshot) {
+        /* PUT replaces the record: send it whole, with the marks */
+        v = json_deep_copy(ctx->snapshot);
+
+        if (v == NULL || ngx_http_safedelete_json_own(r->pool, v) != NGX_OK
+            || json_object_update(v, body) != 0)
+        {
+            return NGX_ERROR;
+        }
+
+        body = v;
+    }
+
+    return ngx_http_safedelete_json_dump(r->pool, body, &ctx->soft_body);
+}
+
+
+static ngx_int_t
+ngx_http_safedelete_rewrite_soft(ngx_http_safedelete_ctx_t *ctx)
+{
+    ngx_str_t                        text, uri;
+    ngx_buf_t                       *b;
+    ngx_chain_t                     *cl;
+    ngx_http_request_t              *r;
+    ngx_http_request_body_t         *rb;
+    ngx_http_safedelete_loc_conf_t  *sdlcf;
+
+    r = ctx->request;
+    sdlcf = ctx->policy;
+
+    if (ctx->soft_body.data == NULL
+        && ngx_http_safedelete_soft_body(ctx) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    text = ctx->soft_body;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "safedelete: soft delete body: %V", &text);

@@ -65,7 +65,7 @@ my $d = http('DELETE', '/api/posts/4', headers => { 'X-User-Id' => '7' });
 my $tok = $d->{headers}{'safedelete-undo'};
 my $u1 = http('POST', "/_safedelete/undo/$tok", headers => { 'X-User-Id' => '7' });
 is($u1->{status}, 200, 'first undo');
-is(backend_get('/posts/4')->{json}{status}, 'active', 'post restored');
+is(backend_get('/posts/4')->{json}{status}, 'published', 'post restored to its own status');
 backend_clear_requests();
 my $u2 = http('POST', "/_safedelete/undo/$tok", headers => { 'X-User-Id' => '7' });
 is($u2->{status}, 409, 'second undo refused');
@@ -131,7 +131,7 @@ is($u->{status}, 403, 'no user');
 is(backend_get('/posts/2')->{json}{status}, 'deleted', 'still deleted');
 $u = http('POST', "/_safedelete/undo/$tok", headers => { 'X-User-Id' => '1', 'X-Admin' => '1' });
 is($u->{status}, 200, 'an admin may');
-is(backend_get('/posts/2')->{json}{status}, 'active', 'restored');
+is(backend_get('/posts/2')->{json}{status}, 'published', 'restored');
 --- no_error_log
 [error]
 
@@ -146,7 +146,7 @@ my $u = http('POST', '/_safedelete/undo', headers => { 'X-User-Id' => '8',
              'Content-Type' => 'application/json' },
              body => qq({"token":"$tok"}));
 is($u->{status}, 200, 'undo by body');
-is(backend_get('/comments/5')->{json}{status}, 'active', 'restored');
+is(backend_get('/comments/5')->{json}{status}, 'visible', 'restored');
 --- no_error_log
 [error]
 
@@ -165,7 +165,7 @@ is($u->{json}{code}, 'RESTORE_FAILED', 'code');
 is(backend_get('/posts/6')->{json}{status}, 'deleted', 'still deleted');
 $u = http('POST', "/_safedelete/undo/$tok", headers => { 'X-User-Id' => '8' });
 is($u->{status}, 200, 'second try works');
-is(backend_get('/posts/6')->{json}{status}, 'active', 'restored');
+is(backend_get('/posts/6')->{json}{status}, 'published', 'restored');
 --- error_log
 safedelete: undo of
 
@@ -231,7 +231,7 @@ is($u->{json}{code}, 'UNDO_IN_PROGRESS', 'code');
 redis('HSET', $key, 'claimed_at', int(time * 1000) - 61000);
 $u = http('POST', "/_safedelete/undo/$tok", headers => { 'X-User-Id' => '5' });
 is($u->{status}, 200, 'a stale claim is taken over');
-is(backend_get('/posts/5')->{json}{status}, 'active', 'restored');
+is(backend_get('/posts/5')->{json}{status}, 'published', 'restored');
 is(redis('HGET', $key, 'state'), "undone\n", 'and recorded');
 --- no_error_log
 [error]

@@ -426,7 +426,7 @@ is($u->{status}, 403, 'another user may not undo');
 $u = http('POST', "/_safedelete/undo/$tok", headers => { 'X-User-Id' => '3' });
 is($u->{status}, 200, 'the author undoes');
 my $p = backend_get('/posts/3')->{json};
-is($p->{status}, 'active', 'restored');
+is($p->{status}, 'draft', 'restored to its own status');
 is($p->{deleted_at}, undef, 'deleted_at cleared');
 --- no_error_log
 [error]

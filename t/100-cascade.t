@@ -386,7 +386,7 @@ for my $id (2, 5) {
                    "post $id back in category 3 (a number)");
 }
 json_subset_ok(main::record($db, 'categories', '3'),
-               { name => 'Tech', status => 'active', deleted_at => undef },
+               { name => 'Tech', status => undef, deleted_at => undef },
                'category 3 restored');
 --- no_error_log
 [error]
