@@ -86,6 +86,7 @@ CONF
         /usr/sbin/nginx -p "$tmp/$name/" -c "$tmp/$name/nginx.conf" \
         >"$tmp/$name/valgrind.log" 2>&1 &
     vg=$!
+    pids="$pids $vg"
     wait_port "$port"
     perl -MIO::Socket::INET -e '
         my ($port, $n) = @ARGV;
