@@ -86,7 +86,8 @@ CONF
         /usr/sbin/nginx -p "$tmp/$name/" -c "$tmp/$name/nginx.conf" \
         >"$tmp/$name/valgrind.log" 2>&1 &
     vg=$!
-    pids="$pids $vg"
+    # run() is a command substitution, a subshell: it stops its own nginx
+    trap 'kill "$vg" 2>/dev/null || true' EXIT
     wait_port "$port"
     perl -MIO::Socket::INET -e '
         my ($port, $n) = @ARGV;
@@ -101,6 +102,7 @@ CONF
         }' "$port" "$n"
     kill -QUIT "$vg"
     wait "$vg" || true
+    trap - EXIT
     grep -h "^summary:\|^totals:" "$tmp/$name/cg.out" | head -1 | awk '{print $2}'
 }
 
