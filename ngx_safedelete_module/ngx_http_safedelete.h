@@ -196,6 +196,7 @@ struct ngx_http_safedelete_ctx_s {
     ngx_event_t                       timeout;
     ngx_uint_t                        api;
     ngx_uint_t                        claimed;  /* undo holds the token */
+    ngx_uint_t                        in_uri;   /* escape values for it */
 
     ngx_str_t                         id;
     ngx_str_t                         collection;
@@ -303,6 +304,9 @@ ngx_int_t ngx_http_safedelete_confirm_make(ngx_http_safedelete_ctx_t *ctx,
     ngx_str_t *token);
 ngx_int_t ngx_http_safedelete_confirm_check(ngx_http_safedelete_ctx_t *ctx,
     ngx_str_t *token);
+
+ngx_int_t ngx_http_safedelete_uri_value(ngx_http_safedelete_ctx_t *ctx,
+    ngx_http_complex_value_t *cv, ngx_str_t *value);
 
 /* filter.c */
 ngx_int_t ngx_http_safedelete_filter_init(ngx_conf_t *cf);

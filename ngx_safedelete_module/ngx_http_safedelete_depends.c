@@ -73,7 +73,7 @@ ngx_http_safedelete_deps_start(ngx_http_safedelete_ctx_t *ctx,
         ngx_memzero(lookup, sizeof(ngx_http_safedelete_lookup_t));
         lookup->dep = &dep[i];
 
-        if (ngx_http_complex_value(r, &dep[i].uri, &rel) != NGX_OK
+        if (ngx_http_safedelete_uri_value(ctx, &dep[i].uri, &rel) != NGX_OK
             || ngx_http_safedelete_uri_resolve(r, ctx->policy, &rel, &url)
                != NGX_OK)
         {

@@ -175,7 +175,9 @@ ngx_http_safedelete_uri_identify(ngx_http_safedelete_ctx_t *ctx)
     }
 
     if (sdlcf->record_uri) {
-        if (ngx_http_complex_value(r, sdlcf->record_uri, &rel) != NGX_OK) {
+        if (ngx_http_safedelete_uri_value(ctx, sdlcf->record_uri, &rel)
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
 
@@ -370,4 +372,20 @@ ngx_http_safedelete_uri_escape(u_char *dst, u_char *src, size_t size)
     }
 
     return n;
+}
+
+
+/* a URI template: the module's variables come escaped as arguments */
+
+ngx_int_t
+ngx_http_safedelete_uri_value(ngx_http_safedelete_ctx_t *ctx,
+    ngx_http_complex_value_t *cv, ngx_str_t *value)
+{
+    ngx_int_t  rc;
+
+    ctx->in_uri = 1;
+    rc = ngx_http_complex_value(ctx->request, cv, value);
+    ctx->in_uri = 0;
+
+    return rc;
 }

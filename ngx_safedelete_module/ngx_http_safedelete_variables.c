@@ -19,6 +19,9 @@ static ngx_int_t ngx_http_safedelete_mode_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_safedelete_record_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_safedelete_value(ngx_http_request_t *r,
+    ngx_http_safedelete_ctx_t *ctx, ngx_http_variable_value_t *v,
+    ngx_str_t *s);
 
 
 #define NGX_HTTP_SAFEDELETE_RECORD_PREFIX  "safedelete_record_"
@@ -108,11 +111,44 @@ ngx_http_safedelete_ctx_variable(ngx_http_request_t *r,
 
     s = (ngx_str_t *) ((char *) ctx + data);
 
-    v->len = s->len;
-    v->data = s->data;
+    return ngx_http_safedelete_value(r, ctx, v, s);
+}
+
+
+/*
+ * inside a URI template a value is one query argument: a record field
+ * or a header holding "&" or "#" must not add arguments of its own
+ */
+
+static ngx_int_t
+ngx_http_safedelete_value(ngx_http_request_t *r,
+    ngx_http_safedelete_ctx_t *ctx, ngx_http_variable_value_t *v,
+    ngx_str_t *s)
+{
+    u_char     *p;
+    uintptr_t   n;
+
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
+
+    n = ctx->in_uri ? ngx_escape_uri(NULL, s->data, s->len, NGX_ESCAPE_ARGS)
+                    : 0;
+
+    if (n == 0) {
+        v->len = s->len;
+        v->data = s->data;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, s->len + 2 * n);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+    v->len = (u_char *) ngx_escape_uri(p, s->data, s->len, NGX_ESCAPE_ARGS)
+             - p;
 
     return NGX_OK;
 }
@@ -184,11 +220,5 @@ ngx_http_safedelete_record_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    v->len = text.len;
-    v->data = text.data;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-
-    return NGX_OK;
+    return ngx_http_safedelete_value(r, ctx, v, &text);
 }

@@ -635,3 +635,32 @@ X-User-Id: 2
 --- no_backend_requests
 PATCH
 --- backend_unchanged
+
+
+
+=== TEST 18: a record field in a lookup URI is one argument, never more
+--- config
+    safedelete_actor $http_x_user_id;
+    location /api/ {
+        safedelete          on;
+        safedelete_upstream http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/;
+        safedelete_dependency orders
+            "/orders?customer_name=$safedelete_record_name" block;
+        proxy_pass          http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/;
+    }
+    location /plain/ {
+        proxy_pass          http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/;
+    }
+--- flow
+# a user who named themselves so as to smuggle in another filter
+my $c = http('POST', '/plain/users', headers => { 'Content-Type' => 'application/json' },
+             body => encode_json({ id => 99, name => 'Nobody&customer_name=Bob Buyer',
+                                   email => 'eve@example.com', status => 'active' }));
+is($c->{status}, 201, 'user 99 created');
+my $r = http('DELETE', '/api/users/99', headers => { 'X-User-Id' => '99' });
+is($r->{status}, 200, "Bob's orders are not Eve's");
+my ($get) = grep { $_->{url} =~ m{^/orders\?} } @{ backend_requests() };
+like($get->{url}, qr/customer_name=Nobody%26customer_name=Bob%20Buyer$/,
+     'the value went out escaped');
+--- no_error_log
+[error]
