@@ -13,23 +13,6 @@ our $CONF = <<'_EOC_';
     location /_safedelete/ { safedelete_api; }
 _EOC_
 
-# the stream as a list of hashes, oldest first
-sub main::audit {
-    my $raw = Test::SafeDelete::Flow::redis('XRANGE', 'safedelete:audit', '-', '+');
-    my @lines = split /\n/, $raw;
-    my (@events, $cur);
-    while (@lines) {
-        my $l = shift @lines;
-        if ($l =~ /^\d+-\d+$/) {
-            $cur = { _id => $l };
-            push @events, $cur;
-            next;
-        }
-        $cur->{$l} = shift @lines;
-    }
-    return \@events;
-}
-
 run_tests();
 
 __DATA__
@@ -45,7 +28,7 @@ my $u = http('POST', '/_safedelete/undo/' . $d->{headers}{'safedelete-undo'},
                           'Authorization' => 'Bearer top-secret-credential' });
 is($u->{status}, 200, 'undone');
 wait_for(sub { redis('XLEN', 'safedelete:audit') + 0 >= 2 });
-my $ev = main::audit();
+my $ev = audit_events();
 is(scalar(@$ev), 2, 'two events');
 my ($del, $undo) = @$ev;
 is($del->{event}, 'delete.soft', 'delete event');
@@ -82,7 +65,7 @@ http('DELETE', '/api/users/999', headers => { 'X-User-Id' => '2' });
 http('DELETE', '/api/users/%2e%2e%2e', headers => { 'X-User-Id' => '2' });
 # the audit entry is written beside the answer, not before it
 wait_for(sub { redis('XLEN', 'safedelete:audit') + 0 >= 2 });
-my $ev = main::audit();
+my $ev = audit_events();
 is(scalar(@$ev), 2, 'two events');
 is($ev->[0]{event}, 'delete.denied', 'not found is a denial');
 is($ev->[0]{code}, 'NOT_FOUND', 'with its code');

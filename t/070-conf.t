@@ -4,29 +4,6 @@ use Test::SafeDelete;
 use File::Temp qw(tempdir);
 
 
-# nginx -t of a main config around an http{} body; returns (ok, output)
-sub main::nginx_t {
-    my ($http) = @_;
-    my $dir = tempdir(CLEANUP => 1);
-    mkdir "$dir/logs";
-    open my $fh, '>', "$dir/nginx.conf" or die $!;
-    print $fh "load_module $ENV{TEST_NGINX_MODULE};\n"
-            . "pid $dir/logs/nginx.pid;\n"
-            . "error_log $dir/logs/error.log;\n"
-            . "events { worker_connections 64; }\n"
-            . "http {\n"
-            . "    client_body_temp_path $dir/body;\n"
-            . "    proxy_temp_path $dir/proxy;\n"
-            . "    fastcgi_temp_path $dir/fastcgi;\n"
-            . "    uwsgi_temp_path $dir/uwsgi;\n"
-            . "    scgi_temp_path $dir/scgi;\n"
-            . "    access_log off;\n"
-            . "$http\n}\n";
-    close $fh;
-    my $out = `/usr/sbin/nginx -t -p $dir/ -c $dir/nginx.conf 2>&1`;
-    return ($? == 0, $out);
-}
-
 sub main::conf_d {
     my ($name) = @_;
     my $file = "$ENV{TEST_NGINX_REPO}/conf.d/$name";
@@ -63,7 +40,7 @@ for my $f ('json-server-demo.conf', 'xano.conf', 'production.conf') {
         $text =~ s{/etc/ssl/certs/ssl-cert-snakeoil\.pem}{$dir/t.pem}g;
         $text =~ s{/etc/ssl/private/ssl-cert-snakeoil\.key}{$dir/t.key}g;
     }
-    my ($ok, $out) = main::nginx_t($text);
+    my ($ok, $out) = nginx_t($text);
     ok($ok, "$f passes nginx -t") or diag($out);
 }
 
@@ -72,7 +49,7 @@ for my $f ('json-server-demo.conf', 'xano.conf', 'production.conf') {
 === TEST 2: safedelete without safedelete_redis is refused
 --- config
 --- flow
-my ($ok, $out) = main::nginx_t(
+my ($ok, $out) = nginx_t(
     "server { listen 127.0.0.1:1; location / { safedelete on; } }");
 ok(!$ok, 'refused');
 like($out, qr/"safedelete_redis" is not set/, 'says why');
@@ -102,7 +79,7 @@ my @cases = (
      qr/is duplicate/],
 );
 for my $c (@cases) {
-    my ($ok, $out) = main::nginx_t($c->[0]);
+    my ($ok, $out) = nginx_t($c->[0]);
     ok(!$ok, "refused: $c->[0]");
     like($out, $c->[1], 'message') or diag($out);
 }

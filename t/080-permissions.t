@@ -58,41 +58,6 @@ our $INHERIT = <<'_EOC_';
     }
 _EOC_
 
-# the audit stream as a list of hashes, oldest first
-sub main::audit {
-    my $raw = Test::SafeDelete::Flow::redis('XRANGE', 'safedelete:audit',
-                                            '-', '+');
-    my @lines = split /\n/, $raw;
-    my (@events, $cur);
-    while (@lines) {
-        my $l = shift @lines;
-        if ($l =~ /^\d+-\d+$/) {
-            $cur = { _id => $l };
-            push @events, $cur;
-            next;
-        }
-        $cur->{$l} = shift @lines;
-    }
-    return \@events;
-}
-
-# A problem document as the README describes it, with this status and code.
-sub main::problem_ok {
-    my ($r, $status, $code, $what) = @_;
-    my $ok = Test::SafeDelete::Flow::is($r->{status}, $status,
-                                        "$what: status $status");
-    Test::SafeDelete::Flow::like($r->{headers}{'content-type'} // '',
-                                 qr{^application/problem\+json},
-                                 "$what: problem+json");
-    my $type = 'urn:safedelete:problem:' . lc($code =~ s/_/-/gr);
-    Test::SafeDelete::Flow::json_subset_ok($r->{json}, {
-        type => $type, title => '__ANY__', status => $status + 0,
-        detail => '__ANY__', code => $code, success => JSON::PP::false(),
-        error => '__ANY__',
-    }, "$what: problem members");
-    return $ok;
-}
-
 run_tests();
 
 __DATA__
@@ -177,7 +142,7 @@ DELETE /api/users/9
 --- config eval: $::INHERIT
 --- flow
 my $r = http('DELETE', '/api/users/7');
-main::problem_ok($r, 401, 'ACTOR_REQUIRED', 'inherited from server');
+problem_ok($r, 401, 'ACTOR_REQUIRED', 'inherited from server');
 is(scalar(@{ backend_requests() }), 0, 'the backend saw no request');
 is(backend_get('/users/7')->{json}{status}, 'active', 'user 7 untouched');
 
@@ -271,10 +236,10 @@ SafeDelete-Undo: ^[A-Za-z0-9_-]{22}$
 for my $admin ('0', '') {
     my $r = http('DELETE', '/api/posts/2',
                  headers => { 'X-User-Id' => '1', 'X-Admin' => $admin });
-    main::problem_ok($r, 403, 'ACCESS_DENIED', "X-Admin '$admin'");
+    problem_ok($r, 403, 'ACCESS_DENIED', "X-Admin '$admin'");
 }
 my $r = http('DELETE', '/api/posts/2', headers => { 'X-User-Id' => '1' });
-main::problem_ok($r, 403, 'ACCESS_DENIED', 'no X-Admin');
+problem_ok($r, 403, 'ACCESS_DENIED', 'no X-Admin');
 ok(!grep({ $_->{method} ne 'GET' } @{ backend_requests() }),
    'only reads reached the backend');
 is_deeply(backend_get('/posts/2')->{json},
@@ -291,7 +256,7 @@ is_deeply(backend_get('/posts/2')->{json},
 --- flow
 for my $actor ('03', '3x', '33', '3.0', '-3') {
     my $r = http('DELETE', '/api/posts/2', headers => { 'X-User-Id' => $actor });
-    main::problem_ok($r, 403, 'ACCESS_DENIED', "actor '$actor'");
+    problem_ok($r, 403, 'ACCESS_DENIED', "actor '$actor'");
 }
 is(backend_get('/posts/2')->{json}{status}, 'published', 'still published');
 ok(!grep({ $_->{method} ne 'GET' } @{ backend_requests() }),
@@ -353,7 +318,7 @@ my @cases = ([ 'no actor', {} ],
              [ 'actor "null"', { 'X-User-Id' => 'null' } ]);
 for my $c (@cases) {
     my $r = http('DELETE', '/api/posts/2', headers => $c->[1]);
-    main::problem_ok($r, 403, 'ACCESS_DENIED', $c->[0]);
+    problem_ok($r, 403, 'ACCESS_DENIED', $c->[0]);
 }
 ok(!grep({ $_->{method} ne 'GET' } @{ backend_requests() }),
    'only reads reached the backend');

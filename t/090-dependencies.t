@@ -77,70 +77,7 @@ our $FAIL = <<'_EOC_';
     }
 _EOC_
 
-# the audit stream as a list of hashes, oldest first
-sub main::audit {
-    my $raw = Test::SafeDelete::Flow::redis('XRANGE', 'safedelete:audit',
-                                            '-', '+');
-    my @lines = split /\n/, $raw;
-    my (@events, $cur);
-    while (@lines) {
-        my $l = shift @lines;
-        if ($l =~ /^\d+-\d+$/) {
-            $cur = { _id => $l };
-            push @events, $cur;
-            next;
-        }
-        $cur->{$l} = shift @lines;
-    }
-    return \@events;
-}
-
-# A problem document as the README describes it, with this status and code.
-sub main::problem_ok {
-    my ($r, $status, $code, $what) = @_;
-    my $ok = Test::SafeDelete::Flow::is($r->{status}, $status,
-                                        "$what: status $status");
-    Test::SafeDelete::Flow::like($r->{headers}{'content-type'} // '',
-                                 qr{^application/problem\+json},
-                                 "$what: problem+json");
-    my $type = 'urn:safedelete:problem:' . lc($code =~ s/_/-/gr);
-    Test::SafeDelete::Flow::json_subset_ok($r->{json}, {
-        type => $type, title => '__ANY__', status => $status + 0,
-        detail => '__ANY__', code => $code, success => JSON::PP::false(),
-        error => '__ANY__',
-    }, "$what: problem members");
-    return $ok;
-}
-
-# Requests other than reads that reached the backend.
-sub main::writes {
-    return grep { $_->{method} ne 'GET' && $_->{method} ne 'HEAD' }
-           @{ Test::SafeDelete::Flow::backend_requests() };
-}
-
-# nginx -t of a main config around an http{} body; returns (ok, output)
-sub main::nginx_t {
-    my ($http) = @_;
-    my $dir = tempdir(CLEANUP => 1);
-    mkdir "$dir/logs";
-    open my $fh, '>', "$dir/nginx.conf" or die $!;
-    print $fh "load_module $ENV{TEST_NGINX_MODULE};\n"
-            . "pid $dir/logs/nginx.pid;\n"
-            . "error_log $dir/logs/error.log;\n"
-            . "events { worker_connections 64; }\n"
-            . "http {\n"
-            . "    client_body_temp_path $dir/body;\n"
-            . "    proxy_temp_path $dir/proxy;\n"
-            . "    fastcgi_temp_path $dir/fastcgi;\n"
-            . "    uwsgi_temp_path $dir/uwsgi;\n"
-            . "    scgi_temp_path $dir/scgi;\n"
-            . "    access_log off;\n"
-            . "    safedelete_redis redis://127.0.0.1:6379;\n"
-            . "$http\n}\n";
-    close $fh;
-    my $out = `/usr/sbin/nginx -t -p $dir/ -c $dir/nginx.conf 2>&1`;
-    return ($? == 0, $out);
-}
+sub main::nginx_t_redis { Test::SafeDelete::Flow::nginx_t($_[0], 1) }
 
 run_tests();
 
@@ -224,13 +161,13 @@ my @cases = (
 );
 for my $c (@cases) {
     my $r = http('DELETE', '/api/users/2', headers => $c->[1]);
-    main::problem_ok($r, 409, 'HAS_DEPENDENCIES', $c->[0]);
+    problem_ok($r, 409, 'HAS_DEPENDENCIES', $c->[0]);
     json_subset_ok($r->{json}, { dependencies => { orders => 2 },
                                  blocked_by => ['orders'] }, "$c->[0]: counts");
     ok(!exists $r->{headers}{'safedelete-undo'}, "$c->[0]: no undo token");
 }
 is_deeply(backend_db(), $seed, 'backend data unchanged');
-is(scalar(main::writes()), 0, 'only reads reached the backend');
+is(scalar(backend_writes()), 0, 'only reads reached the backend');
 unlike(redis('KEYS', 'safedelete:undo:*'), qr/undo/, 'no undo record');
 --- no_error_log
 [error]
@@ -286,12 +223,12 @@ DELETE
   "body": [{"id": 90, "customer_id": 3, "status": "pending"}]}]
 --- flow
 my $r = http('DELETE', '/api/users/3', headers => { 'X-User-Id' => '3' });
-main::problem_ok($r, 409, 'HAS_DEPENDENCIES', 'two blockers');
+problem_ok($r, 409, 'HAS_DEPENDENCIES', 'two blockers');
 json_subset_ok($r->{json}{dependencies},
                { orders => 1, subscriptions => 1, comments => 3 }, 'counts');
 is_deeply([ sort @{ $r->{json}{blocked_by} || [] } ],
           [ 'orders', 'subscriptions' ], 'blocked_by names both');
-is(scalar(main::writes()), 0, 'only reads reached the backend');
+is(scalar(backend_writes()), 0, 'only reads reached the backend');
 is(backend_get('/users/3')->{json}{status}, 'active', 'user 3 untouched');
 
 
@@ -316,9 +253,9 @@ is(backend_get('/users/3')->{json}{status}, 'deleted', 'user 3 soft-deleted');
 my $db = backend_db();
 is_deeply($db->{$_}, $seed->{$_}, "$_ untouched")
     for qw(posts comments orders subscriptions categories);
-is_deeply([ map { "$_->{method} " . ($_->{url} =~ s/\?.*//r) } main::writes() ],
+is_deeply([ map { "$_->{method} " . ($_->{url} =~ s/\?.*//r) } backend_writes() ],
           [ 'PATCH /users/3' ], 'the only change is the main PATCH');
-my ($del) = grep { $_->{event} eq 'delete.soft' } @{ main::audit() };
+my ($del) = grep { $_->{event} eq 'delete.soft' } @{ audit_events() };
 ok($del, 'delete.soft audited');
 my $deps = eval { decode_json($del->{dependencies} // '') };
 is_deeply($deps, { comments => 3, posts => 2 }, 'audit entry has the counts as JSON')
@@ -363,7 +300,7 @@ for my $c (@cases) {
                    "$what: probe counted $want");
 }
 is_deeply(backend_db(), $seed, 'backend data unchanged');
-is(scalar(main::writes()), 0, 'only reads reached the backend');
+is(scalar(backend_writes()), 0, 'only reads reached the backend');
 my ($limited) = grep { $_->{url} =~ /_limit=1/ } @{ backend_requests() };
 ok($limited, 'the paged lookup was sent as configured');
 
@@ -515,10 +452,10 @@ for my $c (@cases) {
     backend_faults([ { method => 'GET', path => '/probe', %$rule } ]);
     backend_clear_requests();
     my $r = http('DELETE', '/api/users/9', headers => { 'X-User-Id' => '9' });
-    main::problem_ok($r, 503, 'DEPENDENCY_CHECK_FAILED', $what);
+    problem_ok($r, 503, 'DEPENDENCY_CHECK_FAILED', $what);
     is($r->{json}{dependency}, 'probe', "$what: names the lookup");
     ok(!exists $r->{headers}{'safedelete-undo'}, "$what: no undo token");
-    is_deeply([ map { "$_->{method} $_->{url}" } main::writes() ], [],
+    is_deeply([ map { "$_->{method} $_->{url}" } backend_writes() ], [],
               "$what: only reads reached the backend");
 }
 is_deeply(backend_db(), $seed, 'backend data unchanged');
@@ -600,17 +537,17 @@ ok($patch && $patch->{ts} >= $ts[-1], 'the PATCH came after the lookups');
 --- flow
 my $base = "server { listen 127.0.0.1:1; location / { safedelete on; "
          . "safedelete_upstream http://127.0.0.1:1/; %s } }";
-my ($ok, $out) = main::nginx_t(sprintf $base,
+my ($ok, $out) = main::nginx_t_redis(sprintf $base,
     'safedelete_dependency orders "/orders?customer_id=$safedelete_id" block;'
     . ' safedelete_dependency notes "/notes?u=$safedelete_id";');
 ok($ok, 'a valid configuration passes (block is the default action)') or diag($out);
 for my $bad ('safedelete_dependency orders "/orders" explode;',
              'safedelete_dependency orders;',
              'safedelete_dependency orders "/orders" block extra;') {
-    ($ok, $out) = main::nginx_t(sprintf $base, $bad);
+    ($ok, $out) = main::nginx_t_redis(sprintf $base, $bad);
     ok(!$ok, "refused: $bad") or diag($out);
 }
-($ok, $out) = main::nginx_t(sprintf $base, 'safedelete_dependency orders "/orders" explode;');
+($ok, $out) = main::nginx_t_redis(sprintf $base, 'safedelete_dependency orders "/orders" explode;');
 like($out, qr/explode/, 'the message names the bad action');
 
 

@@ -165,41 +165,6 @@ sub main::record {
     return $r;
 }
 
-# the audit stream as a list of hashes, oldest first
-sub main::audit {
-    my $raw = Test::SafeDelete::Flow::redis('XRANGE', 'safedelete:audit',
-                                            '-', '+');
-    my @lines = split /\n/, $raw;
-    my (@events, $cur);
-    while (@lines) {
-        my $l = shift @lines;
-        if ($l =~ /^\d+-\d+$/) {
-            $cur = { _id => $l };
-            push @events, $cur;
-            next;
-        }
-        $cur->{$l} = shift @lines;
-    }
-    return \@events;
-}
-
-# A problem document as the README describes it, with this status and code.
-sub main::problem_ok {
-    my ($r, $status, $code, $what) = @_;
-    my $ok = Test::SafeDelete::Flow::is($r->{status}, $status,
-                                        "$what: status $status");
-    Test::SafeDelete::Flow::like($r->{headers}{'content-type'} // '',
-                                 qr{^application/problem\+json},
-                                 "$what: problem+json");
-    my $type = 'urn:safedelete:problem:' . lc($code =~ s/_/-/gr);
-    Test::SafeDelete::Flow::json_subset_ok($r->{json}, {
-        type => $type, title => '__ANY__', status => $status + 0,
-        detail => '__ANY__', code => $code, success => JSON::PP::false(),
-        error => '__ANY__',
-    }, "$what: problem members");
-    return $ok;
-}
-
 # "METHOD /path" of every request that changed something, in order
 sub main::writes {
     return map { "$_->{method} " . ($_->{url} =~ s/\?.*//sr) }
@@ -285,7 +250,7 @@ is_deeply($body, { status => 'canceled', cancel_reason => 'user_account_deleted'
           'update PATCH of the subscription');
 
 # audit: one delete.cascaded per related record
-my $ev = main::audit();
+my $ev = audit_events();
 my @casc = grep { $_->{event} eq 'delete.cascaded' } @$ev;
 is_deeply([ sort map { "$_->{dependency}/$_->{id}" } @casc ],
           [ sort qw(posts/2 posts/3 comments/1 comments/2 comments/3 orders/4
@@ -370,7 +335,7 @@ is_deeply(main::sent_body('PATCH', '/posts/2'), { category_id => 1 },
           'the update PATCH carries the raw JSON value only');
 main::seed_ok($db, $seed, 'everything else untouched', strict => 1,
               skip => { 'categories/3' => 1, 'posts/2' => 1, 'posts/5' => 1 });
-my $ev = main::audit();
+my $ev = audit_events();
 my @casc = grep { $_->{event} eq 'delete.cascaded' } @$ev;
 is_deeply([ sort map { "$_->{dependency}/$_->{id}" } @casc ],
           [ 'posts/2', 'posts/5' ], 'both moves audited');
@@ -401,7 +366,7 @@ json_subset_ok(main::record($db, 'categories', '3'),
 --- flow
 my $seed = backend_db();
 my $d = http('DELETE', '/api/users/3', headers => { 'X-User-Id' => '1', 'X-Admin' => '1' });
-main::problem_ok($d, 502, 'CASCADE_FAILED', 'failed cascade');
+problem_ok($d, 502, 'CASCADE_FAILED', 'failed cascade');
 my $f = $d->{json}{failed};
 is(ref $f, 'ARRAY', 'failed is an array');
 is(scalar(@{ $f || [] }), 1, 'one related change failed');
@@ -417,7 +382,7 @@ main::seed_ok($db, $seed, 'every related record back to its seed values');
 ok(!grep({ $_->{url} =~ m{^/users/3} && $_->{method} ne 'GET' } @{ backend_requests() }),
    'no change was sent for user 3');
 unlike(redis('KEYS', 'safedelete:undo:*'), qr/undo/, 'no undo record');
-ok(!grep({ $_->{event} =~ /^delete\.(?:soft|hard)$/ } @{ main::audit() }),
+ok(!grep({ $_->{event} =~ /^delete\.(?:soft|hard)$/ } @{ audit_events() }),
    'no delete audited');
 
 # nothing is left half-done: the same delete works once the backend does
@@ -451,7 +416,7 @@ for my $c (@cases) {
     my $what = "$dep/$id " . ($rule->{status} // 'dropped');
     my $d = http('DELETE', '/api/users/3',
                  headers => { 'X-User-Id' => '1', 'X-Admin' => '1' });
-    main::problem_ok($d, 502, 'CASCADE_FAILED', $what);
+    problem_ok($d, 502, 'CASCADE_FAILED', $what);
     my @f = @{ $d->{json}{failed} || [] };
     is(scalar(@f), 1, "$what: one failure reported");
     is($f[0]{dependency}, $dep, "$what: dependency");
@@ -478,7 +443,7 @@ for my $c (@cases) {
 # related records were put back.
 my $seed = backend_db();
 my $d = http('DELETE', '/api/users/3', headers => { 'X-User-Id' => '1', 'X-Admin' => '1' });
-main::problem_ok($d, 502, 'CASCADE_FAILED', 'failed cascade');
+problem_ok($d, 502, 'CASCADE_FAILED', 'failed cascade');
 my @patches = grep { $_->{method} eq 'PATCH' && $_->{url} eq '/posts/3' }
               @{ backend_requests() };
 is(scalar(@patches), 2, 'post 3 was changed and put back');
@@ -508,7 +473,7 @@ my $db = backend_db();
 is_deeply($db->{users}, $seed->{users}, 'users exactly as seeded');
 main::seed_ok($db, $seed, 'every related record put back');
 unlike(redis('KEYS', 'safedelete:undo:*'), qr/undo/, 'no undo record');
-ok(grep({ $_->{event} eq 'delete.failed' } @{ main::audit() }), 'delete.failed audited');
+ok(grep({ $_->{event} eq 'delete.failed' } @{ audit_events() }), 'delete.failed audited');
 --- error_log
 backend answered 500 to the delete
 
@@ -552,7 +517,7 @@ is_deeply([ sort grep { m{^POST} } main::writes() ],
 --- flow
 my $seed = backend_db();
 my $d = http('DELETE', '/api/posts/2', headers => { 'X-User-Id' => '1' });
-main::problem_ok($d, 502, 'CASCADE_FAILED', 'failed hard cascade');
+problem_ok($d, 502, 'CASCADE_FAILED', 'failed hard cascade');
 json_subset_ok($d->{json}{failed}, [ { dependency => 'comments', status => 500 } ],
                'the failed related delete');
 ok(!grep({ $_ eq 'DELETE /posts/2' } main::writes()), 'the post was never deleted');
@@ -713,7 +678,7 @@ SafeDelete-Cascaded: posts=2, comments=3
 --- flow
 my $seed = backend_db();
 my $r = http('DELETE', '/update/users/3', headers => { 'X-User-Id' => '1' });
-main::problem_ok($r, 409, 'TOO_MANY_DEPENDENTS', '2 cascaded + 1 updated over 2');
+problem_ok($r, 409, 'TOO_MANY_DEPENDENTS', '2 cascaded + 1 updated over 2');
 json_subset_ok($r->{json}, { dependencies => { posts => 2, subscriptions => 1 },
                              limit => 2 }, 'counts and limit');
 is_deeply(backend_db(), $seed, 'nothing changed');
@@ -735,7 +700,7 @@ my $seed = backend_db();
 my @many = map { { id => 1000 + $_, user_id => 9 } } 1 .. 101;
 backend_faults([ { method => 'GET', path => '/comments', status => 200, body => \@many } ]);
 my $r = http('DELETE', '/default/users/9', headers => { 'X-User-Id' => '1' });
-main::problem_ok($r, 409, 'TOO_MANY_DEPENDENTS', '101 related records');
+problem_ok($r, 409, 'TOO_MANY_DEPENDENTS', '101 related records');
 json_subset_ok($r->{json}, { dependencies => { comments => 101 }, limit => 100 },
                'default limit 100');
 
@@ -743,7 +708,7 @@ backend_faults([ { method => 'GET', path => '/comments', status => 200,
                    body => [ { id => 1, user_id => 9 } ],
                    headers => { 'X-Total-Count' => '5000' } } ]);
 $r = http('DELETE', '/default/users/9', headers => { 'X-User-Id' => '1' });
-main::problem_ok($r, 409, 'TOO_MANY_DEPENDENTS', 'X-Total-Count 5000');
+problem_ok($r, 409, 'TOO_MANY_DEPENDENTS', 'X-Total-Count 5000');
 json_subset_ok($r->{json}, { dependencies => { comments => 5000 }, limit => 100 },
                'the header is the count');
 is_deeply(backend_db(), $seed, 'nothing changed');

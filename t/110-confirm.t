@@ -62,41 +62,6 @@ our $CONF = <<'_EOC_';
     location /_safedelete/ { safedelete_api; }
 _EOC_
 
-# the audit stream as a list of hashes, oldest first
-sub main::audit {
-    my $raw = Test::SafeDelete::Flow::redis('XRANGE', 'safedelete:audit',
-                                            '-', '+');
-    my @lines = split /\n/, $raw;
-    my (@events, $cur);
-    while (@lines) {
-        my $l = shift @lines;
-        if ($l =~ /^\d+-\d+$/) {
-            $cur = { _id => $l };
-            push @events, $cur;
-            next;
-        }
-        $cur->{$l} = shift @lines;
-    }
-    return \@events;
-}
-
-# A problem document as the README describes it, with this status and code.
-sub main::problem_ok {
-    my ($r, $status, $code, $what) = @_;
-    my $ok = Test::SafeDelete::Flow::is($r->{status}, $status,
-                                        "$what: status $status");
-    Test::SafeDelete::Flow::like($r->{headers}{'content-type'} // '',
-                                 qr{^application/problem\+json},
-                                 "$what: problem+json");
-    my $type = 'urn:safedelete:problem:' . lc($code =~ s/_/-/gr);
-    Test::SafeDelete::Flow::json_subset_ok($r->{json}, {
-        type => $type, title => '__ANY__', status => $status + 0,
-        detail => '__ANY__', code => $code, success => JSON::PP::false(),
-        error => '__ANY__',
-    }, "$what: problem members");
-    return $ok;
-}
-
 # "METHOD /path" of every request that changed something, in order
 sub main::writes {
     return map { "$_->{method} " . ($_->{url} =~ s/\?.*//sr) }
@@ -207,7 +172,7 @@ XREVRANGE safedelete:audit + - COUNT 1 => \bdelete\.confirm_required\b
 --- flow
 my $seed = backend_db();
 my $r = http('DELETE', '/api/users/7', headers => { 'X-User-Id' => '7' });
-main::problem_ok($r, 428, 'CONFIRMATION_REQUIRED', 'first DELETE');
+problem_ok($r, 428, 'CONFIRMATION_REQUIRED', 'first DELETE');
 is($r->{reason}, 'Precondition Required', '428 with its reason phrase');
 my $tok = main::token_of($r, 'first DELETE');
 is_deeply($r->{json}{record}, (grep { $_->{id} == 7 } @{ $seed->{users} })[0],
@@ -226,12 +191,12 @@ my $after = backend_db();
 backend_clear_requests();
 $r = http('DELETE', '/api/users/7',
           headers => { 'X-User-Id' => '7', 'SafeDelete-Confirm' => $tok });
-main::problem_ok($r, 412, 'CONFIRMATION_USED', 'the same token again');
+problem_ok($r, 412, 'CONFIRMATION_USED', 'the same token again');
 ok(!exists $r->{headers}{'safedelete-undo'}, 'no undo token');
 is_deeply(backend_db(), $after, 'the replay changed nothing');
 is_deeply([ main::writes() ], [], 'the replay sent no change');
 
-my @ev = map { $_->{event} } @{ main::audit() };
+my @ev = map { $_->{event} } @{ audit_events() };
 ok(grep({ $_ eq 'delete.confirm_required' } @ev), 'delete.confirm_required audited');
 ok(grep({ $_ eq 'delete.soft' } @ev), 'delete.soft audited');
 --- no_error_log
@@ -274,7 +239,7 @@ for my $c (@bad) {
     $h{'X-User-Id'} = $actor if defined $actor;
     $h{'X-Admin'} = '1' if defined $actor && $actor eq '1';
     my $res = http('DELETE', $path, headers => \%h);
-    main::problem_ok($res, 412, 'CONFIRMATION_INVALID', $what);
+    problem_ok($res, 412, 'CONFIRMATION_INVALID', $what);
     ok(!exists $res->{headers}{'safedelete-undo'}, "$what: no undo token");
 }
 is_deeply(backend_db(), $seed, 'nothing changed');
@@ -297,14 +262,14 @@ is(backend_get('/users/8')->{json}{status}, 'active', 'user 8 untouched');
 --- flow
 my $seed = backend_db();
 my $r = http('DELETE', '/short/users/7', headers => { 'X-User-Id' => '7' });
-main::problem_ok($r, 428, 'CONFIRMATION_REQUIRED', 'first DELETE');
+problem_ok($r, 428, 'CONFIRMATION_REQUIRED', 'first DELETE');
 is($r->{json}{expires_in}, 2, 'expires_in is the ttl');
 my $tok = main::token_of($r, '428');
 # 2 s, however the expiry is rounded to seconds
 sleep 3.2;
 $r = http('DELETE', '/short/users/7',
           headers => { 'X-User-Id' => '7', 'SafeDelete-Confirm' => $tok });
-main::problem_ok($r, 412, 'CONFIRMATION_EXPIRED', 'after the ttl');
+problem_ok($r, 412, 'CONFIRMATION_EXPIRED', 'after the ttl');
 my $fresh = main::token_of($r, '412 EXPIRED');
 isnt($fresh, $tok, 'a fresh token');
 is_deeply(backend_db(), $seed, 'nothing changed');
@@ -344,15 +309,15 @@ PATCH
 --- flow
 my $seed = backend_db();
 my $r = http('DELETE', '/deps/users/2', headers => { 'X-User-Id' => '2' });
-main::problem_ok($r, 409, 'HAS_DEPENDENCIES', 'blocked by pending orders');
+problem_ok($r, 409, 'HAS_DEPENDENCIES', 'blocked by pending orders');
 ok(!exists $r->{headers}{'safedelete-confirm'}, 'no token for a delete that cannot happen');
 $r = http('DELETE', '/owned/posts/2', headers => { 'X-User-Id' => '5' });
-main::problem_ok($r, 403, 'ACCESS_DENIED', 'not the author');
+problem_ok($r, 403, 'ACCESS_DENIED', 'not the author');
 ok(!exists $r->{headers}{'safedelete-confirm'}, 'no token for another user');
 $r = http('DELETE', '/api/users/999', headers => { 'X-User-Id' => '1' });
-main::problem_ok($r, 404, 'NOT_FOUND', 'no such record');
+problem_ok($r, 404, 'NOT_FOUND', 'no such record');
 $r = http('DELETE', '/owned/posts/2', headers => { 'X-User-Id' => '3' });
-main::problem_ok($r, 428, 'CONFIRMATION_REQUIRED', 'the author is asked');
+problem_ok($r, 428, 'CONFIRMATION_REQUIRED', 'the author is asked');
 is_deeply(backend_db(), $seed, 'nothing changed');
 --- no_error_log
 [error]
@@ -399,7 +364,7 @@ my $tok = main::token_of($r, 'token from gateway A');
 
 $r = http('DELETE', '/api/users/7', port => $c,
           headers => { 'X-User-Id' => '7', 'SafeDelete-Confirm' => $tok });
-main::problem_ok($r, 412, 'CONFIRMATION_INVALID', 'gateway C, another secret');
+problem_ok($r, 412, 'CONFIRMATION_INVALID', 'gateway C, another secret');
 is_deeply(backend_db(), $seed, 'gateway C changed nothing');
 
 $r = http('DELETE', '/api/users/7', port => $gw_b,
@@ -410,7 +375,7 @@ is(backend_get('/users/7')->{json}{status}, 'deleted', 'user 7 deleted');
 my $after = backend_db();
 $r = http('DELETE', '/api/users/7',
           headers => { 'X-User-Id' => '7', 'SafeDelete-Confirm' => $tok });
-main::problem_ok($r, 412, 'CONFIRMATION_USED', 'back on gateway A');
+problem_ok($r, 412, 'CONFIRMATION_USED', 'back on gateway A');
 is_deeply(backend_db(), $after, 'the replay changed nothing');
 
 $r = http('DELETE', '/api/users/8', port => $gw_b, headers => { 'X-User-Id' => '8' });
@@ -456,7 +421,7 @@ my $tok = $r->{json}{confirm_token} // '';
 my $seed = backend_db();
 $r = http('DELETE', '/api/users/7', port => $d,
           headers => { 'X-User-Id' => '7', 'SafeDelete-Confirm' => $tok });
-main::problem_ok($r, 412, 'CONFIRMATION_INVALID', 'another start, another key');
+problem_ok($r, 412, 'CONFIRMATION_INVALID', 'another start, another key');
 is_deeply(backend_db(), $seed, 'nothing changed');
 --- no_error_log
 [error]
@@ -470,14 +435,14 @@ is_deeply(backend_db(), $seed, 'nothing changed');
 # user 9 has no pending order when asked to confirm; one appears before
 # the confirmation, and is gone again later
 my $r = http('DELETE', '/deps/users/9', headers => { 'X-User-Id' => '9' });
-main::problem_ok($r, 428, 'CONFIRMATION_REQUIRED', 'first DELETE');
+problem_ok($r, 428, 'CONFIRMATION_REQUIRED', 'first DELETE');
 my $tok = main::token_of($r, '428');
 backend_faults([ { method => 'GET', path => '/orders', status => 200,
                    body => [ { id => 99, customer_id => 9, status => 'pending' } ] } ]);
 my $seed = backend_db();
 $r = http('DELETE', '/deps/users/9',
           headers => { 'X-User-Id' => '9', 'SafeDelete-Confirm' => $tok });
-main::problem_ok($r, 409, 'HAS_DEPENDENCIES', 'confirmed, but an order is pending now');
+problem_ok($r, 409, 'HAS_DEPENDENCIES', 'confirmed, but an order is pending now');
 is_deeply(backend_db(), $seed, 'nothing changed');
 backend_faults([]);
 $r = http('DELETE', '/deps/users/9',

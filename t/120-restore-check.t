@@ -63,23 +63,6 @@ sub main::backend_call {
              json => eval { JSON::PP::decode_json($r->{content}) } };
 }
 
-# A problem document as the README describes it, with this status and code.
-sub main::problem_ok {
-    my ($r, $status, $code, $what) = @_;
-    my $ok = Test::SafeDelete::Flow::is($r->{status}, $status,
-                                        "$what: status $status");
-    Test::SafeDelete::Flow::like($r->{headers}{'content-type'} // '',
-                                 qr{^application/problem\+json},
-                                 "$what: problem+json");
-    my $type = 'urn:safedelete:problem:' . lc($code =~ s/_/-/gr);
-    Test::SafeDelete::Flow::json_subset_ok($r->{json}, {
-        type => $type, title => '__ANY__', status => $status + 0,
-        detail => '__ANY__', code => $code, success => JSON::PP::false(),
-        error => '__ANY__',
-    }, "$what: problem members");
-    return $ok;
-}
-
 # "METHOD /path" of every request that changed something, in order
 sub main::writes {
     return map { "$_->{method} " . ($_->{url} =~ s/\?.*//sr) }
@@ -119,7 +102,7 @@ my $new_id = $new->{json}{id};
 my $before = backend_db();
 backend_clear_requests();
 my $u = http('POST', "/_safedelete/undo/$tok", headers => { 'X-User-Id' => '7' });
-main::problem_ok($u, 409, 'RESTORE_CONFLICT', 'undo while the email is taken');
+problem_ok($u, 409, 'RESTORE_CONFLICT', 'undo while the email is taken');
 json_subset_ok($u->{json}, { conflicts => { email_taken => 1 } }, 'conflicts');
 is_deeply(backend_db(), $before, 'nothing changed');
 is_deeply([ main::writes() ], [], 'no change reached the backend');
@@ -178,7 +161,7 @@ my $p = main::backend_call('PATCH', '/users/9', { original_email => 'judy@exampl
 is($p->{status}, 200, 'original_email changed on the backend');
 my $u = http('POST', '/_safedelete/undo/' . $d->{headers}{'safedelete-undo'},
              headers => { 'X-User-Id' => '9' });
-main::problem_ok($u, 409, 'RESTORE_CONFLICT', 'judy@example.com is taken by user 10');
+problem_ok($u, 409, 'RESTORE_CONFLICT', 'judy@example.com is taken by user 10');
 json_subset_ok($u->{json}, { conflicts => { email_taken => 1 } }, 'conflicts');
 ok(grep({ $_ eq '/users?email=judy@example.com' } main::gets()),
    'the check used the current original_email') or diag(explain([ main::gets() ]));
@@ -207,7 +190,7 @@ for my $c (@cases) {
     my $before = backend_db();
     backend_clear_requests();
     my $u = http('POST', "/_safedelete/undo/$tok", headers => { 'X-User-Id' => '7' });
-    main::problem_ok($u, 503, 'DEPENDENCY_CHECK_FAILED', $what);
+    problem_ok($u, 503, 'DEPENDENCY_CHECK_FAILED', $what);
     is_deeply(backend_db(), $before, "$what: nothing changed");
     is_deeply([ main::writes() ], [], "$what: no change reached the backend");
 }
@@ -233,7 +216,7 @@ is($new->{status}, 201, 'another active user with the same email');
 my $before = backend_db();
 my $u = http('POST', '/_safedelete/undo/' . $d->{headers}{'safedelete-undo'},
              headers => { 'X-User-Id' => '7' });
-main::problem_ok($u, 409, 'RESTORE_CONFLICT', 'the email is taken');
+problem_ok($u, 409, 'RESTORE_CONFLICT', 'the email is taken');
 json_subset_ok($u->{json}{conflicts}, { same_email => 1 }, 'the conflicting check');
 ok(!$u->{json}{conflicts}{probe}, 'the clean check is no conflict');
 is_deeply(backend_db(), $before, 'nothing changed');

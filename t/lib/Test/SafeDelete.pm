@@ -1567,4 +1567,68 @@ sub json_subset_ok {
     return $ok;
 }
 
+# The audit stream as a list of hashes, oldest first.
+sub audit_events {
+    my $raw = redis('XRANGE', 'safedelete:audit', '-', '+');
+    my @lines = split /\n/, $raw;
+    my (@events, $cur);
+    while (@lines) {
+        my $l = shift @lines;
+        if ($l =~ /^\d+-\d+$/) {
+            $cur = { _id => $l };
+            push @events, $cur;
+            next;
+        }
+        $cur->{$l} = shift @lines;
+    }
+    return \@events;
+}
+
+# A problem document as the README describes it, with this status and code.
+sub problem_ok {
+    my ($r, $status, $code, $what) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my $ok = is($r->{status}, $status, "$what: status $status");
+    like($r->{headers}{'content-type'} // '', qr{^application/problem\+json},
+         "$what: problem+json");
+    my $type = 'urn:safedelete:problem:' . lc($code =~ s/_/-/gr);
+    json_subset_ok($r->{json}, {
+        type => $type, title => '__ANY__', status => $status + 0,
+        detail => '__ANY__', code => $code, success => JSON::PP::false(),
+        error => '__ANY__',
+    }, "$what: problem members");
+    return $ok;
+}
+
+# Requests other than reads that reached the backend.
+sub backend_writes {
+    return grep { $_->{method} ne 'GET' && $_->{method} ne 'HEAD' }
+           @{ backend_requests() };
+}
+
+# nginx -t of a main config with the module around an http{} body;
+# returns (ok, output). With $redis, a safedelete_redis line comes first.
+sub nginx_t {
+    my ($http, $redis) = @_;
+    my $dir = File::Temp::tempdir(CLEANUP => 1);
+    mkdir "$dir/logs";
+    open my $fh, '>', "$dir/nginx.conf" or die $!;
+    print $fh "load_module $ENV{TEST_NGINX_MODULE};\n"
+            . "pid $dir/logs/nginx.pid;\n"
+            . "error_log $dir/logs/error.log;\n"
+            . "events { worker_connections 64; }\n"
+            . "http {\n"
+            . "    client_body_temp_path $dir/body;\n"
+            . "    proxy_temp_path $dir/proxy;\n"
+            . "    fastcgi_temp_path $dir/fastcgi;\n"
+            . "    uwsgi_temp_path $dir/uwsgi;\n"
+            . "    scgi_temp_path $dir/scgi;\n"
+            . "    access_log off;\n"
+            . ($redis ? "    safedelete_redis redis://127.0.0.1:6379;\n" : "")
+            . "$http\n}\n";
+    close $fh;
+    my $out = `$Test::SafeDelete::NGINX -t -p $dir/ -c $dir/nginx.conf 2>&1`;
+    return ($? == 0, $out);
+}
+
 1;
