@@ -137,3 +137,23 @@ DELETE /api/users/7
 --- no_backend_requests
 PATCH
 
+
+
+
+=== TEST 7: Redis replies of the wrong type: a clear answer and a log line
+--- config eval: $::CONF
+--- flow
+# a key of another type where the module keeps an undo record
+redis('SET', 'safedelete:undo:AAAAAAAAAAAAAAAAAAAAAA', 'not a hash');
+my $u = http('POST', '/_safedelete/undo/AAAAAAAAAAAAAAAAAAAAAA');
+is($u->{status}, 503, 'undo refused');
+is($u->{json}{code}, 'STORE_UNAVAILABLE', 'code');
+# the audit stream's key holding a string: the delete itself still works
+redis('SET', 'safedelete:audit', 'not a stream');
+my $d = http('DELETE', '/api/users/7', headers => { 'X-User-Id' => '7' });
+is($d->{status}, 200, 'deleted');
+my $tok = $d->{headers}{'safedelete-undo'};
+my $r = http('POST', "/_safedelete/undo/$tok", headers => { 'X-User-Id' => '7' });
+is($r->{status}, 200, 'and undone');
+--- error_log
+WRONGTYPE
