@@ -365,3 +365,37 @@ wait_for(sub { redis('XLEN', 'safedelete:audit') + 0 >= 3 });
 like(redis('XRANGE', 'safedelete:audit', '-', '+'), qr/delete\.hard/, 'audited as hard');
 --- no_error_log
 [error]
+
+
+
+=== TEST 15: fixed headers on the module's calls; forwarding can be turned off
+--- config
+    safedelete_actor $http_x_user_id;
+    location /api/ {
+        safedelete          on;
+        safedelete_upstream http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/;
+        safedelete_forward_headers off;
+        safedelete_upstream_header X-Service-Key "svc-$safedelete_id";
+        proxy_pass          http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/;
+    }
+    location /fwd/ {
+        safedelete          on;
+        safedelete_upstream http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/;
+        safedelete_forward_headers X-Tenant Authorization;
+        proxy_pass          http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/;
+    }
+--- flow
+my $r = http('DELETE', '/api/users/7', headers => { 'X-User-Id' => '7',
+             'Authorization' => 'Bearer t1' });
+is($r->{status}, 200, 'deleted');
+my ($get) = grep { $_->{method} eq 'GET' } @{ backend_requests() };
+is($get->{headers}{'x-service-key'}, 'svc-7', 'the fixed header, with a variable');
+ok(!exists $get->{headers}{authorization}, 'no Authorization when forwarding is off');
+backend_clear_requests();
+$r = http('DELETE', '/fwd/users/8', headers => { 'X-User-Id' => '8',
+          'Authorization' => 'Bearer t2', 'X-Tenant' => 'acme' });
+($get) = grep { $_->{method} eq 'GET' } @{ backend_requests() };
+is($get->{headers}{'x-tenant'}, 'acme', 'a listed header is forwarded');
+is($get->{headers}{authorization}, 'Bearer t2', 'and the other one');
+--- no_error_log
+[error]
