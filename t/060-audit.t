@@ -105,3 +105,37 @@ my $u = http('POST', '/_safedelete/undo/' . $d->{headers}{'safedelete-undo'},
 is($u->{status}, 200, 'undo finds it');
 --- no_error_log
 [error]
+
+
+
+=== TEST 5: $safedelete_decision and friends in log_format
+--- http_config
+    log_format sd '$request_method $uri $status decision=$safedelete_decision '
+                  'id=$safedelete_id collection=$safedelete_collection '
+                  'actor=$safedelete_actor mode=$safedelete_mode '
+                  'undo=$safedelete_undo_token';
+--- config
+    safedelete_actor $http_x_user_id;
+    access_log $TEST_NGINX_TMP_DIR/decisions.log sd;
+    location /api/ {
+        safedelete          on;
+        safedelete_upstream http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/;
+        proxy_pass          http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/;
+    }
+--- flow
+my $d = http('DELETE', '/api/users/7', headers => { 'X-User-Id' => '7' });
+http('DELETE', '/api/users/999', headers => { 'X-User-Id' => '7' });
+http('GET', '/api/users/1');
+my $log = wait_for(sub {
+    open my $fh, '<', "$ENV{TEST_NGINX_TMP_DIR}/decisions.log" or return;
+    my @l = <$fh>;
+    return @l >= 3 ? \@l : undef;
+});
+ok($log, 'three lines logged');
+my $tok = $d->{headers}{'safedelete-undo'};
+like($log->[0], qr{^PATCH /api/users/7 200 decision=soft id=7 collection=/users actor=7 mode=soft undo=\Q$tok\E$},
+     'a soft delete');
+like($log->[1], qr{^DELETE /api/users/999 404 decision=refused id=999 }, 'a refusal');
+like($log->[2], qr{^GET /api/users/1 200 decision=- id=- }, 'other methods: nothing');
+--- no_error_log
+[error]
