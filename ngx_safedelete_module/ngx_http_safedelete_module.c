@@ -702,7 +702,7 @@ ngx_http_safedelete_redis_slot(ngx_conf_t *cf, ngx_command_t *cmd,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid redis URL \"%V\", expected "
                            "\"redis://[:password@]host[:port][/db]\" or "
-                           "\"unix:///path\"",
+                           "\"unix:/path/to/redis.sock\"",
                            &value[1]);
         return NGX_CONF_ERROR;
     }

@@ -93,9 +93,27 @@ ngx_http_safedelete_redis_parse_url(ngx_conf_t *cf, ngx_str_t *url,
     p = url->data;
     last = url->data + url->len;
 
-    if (url->len > 7 && ngx_strncmp(p, "unix://", 7) == 0) {
-        rcf->unix_path.data = p + 7;
-        rcf->unix_path.len = last - p - 7;
+    if (url->len > 5 && ngx_strncmp(p, "unix:", 5) == 0) {
+        /* "unix:/run/redis.sock", or the URL form with an empty host */
+        p += 5;
+
+        if (last - p > 2 && p[0] == '/' && p[1] == '/' && p[2] == '/') {
+            p += 2;
+        }
+
+        if (p == last || *p != '/') {
+            return NGX_ERROR;
+        }
+
+        rcf->unix_path.len = last - p;
+        rcf->unix_path.data = ngx_pnalloc(cf->pool, rcf->unix_path.len + 1);
+        if (rcf->unix_path.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(rcf->unix_path.data, p, rcf->unix_path.len);
+        rcf->unix_path.data[rcf->unix_path.len] = '\0';
+
         return NGX_OK;
     }
 

@@ -157,3 +157,64 @@ my $r = http('POST', "/_safedelete/undo/$tok", headers => { 'X-User-Id' => '7' }
 is($r->{status}, 200, 'and undone');
 --- error_log
 WRONGTYPE
+
+
+
+
+=== TEST 8: Redis over a unix socket, and with a password and a database
+--- config
+    location / { return 200 "main\n"; }
+--- flow
+my $dir = $ENV{TEST_NGINX_TMP_DIR};
+my $sock = "$dir/redis.sock";
+my $rport = 20000 + int(rand(20000));
+my @kids;
+for my $args (['--port', '0', '--unixsocket', $sock, '--unixsocketperm', '777'],
+              ['--port', $rport, '--bind', '127.0.0.1', '--requirepass', 's3cret']) {
+    my $pid = fork();
+    if ($pid == 0) {
+        exec 'redis-server', @$args, '--save', '', '--appendonly', 'no',
+             '--dir', $dir;
+        exit 1;
+    }
+    push @kids, $pid;
+}
+ok(wait_for(sub { -S $sock }), 'redis on a unix socket');
+my $location = "safedelete_actor \$http_x_user_id;\n"
+    . "location /api/ { safedelete on;\n"
+    . "  safedelete_upstream http://127.0.0.1:$ENV{TEST_NGINX_BACKEND_PORT}/;\n"
+    . "  proxy_pass http://127.0.0.1:$ENV{TEST_NGINX_BACKEND_PORT}/; }\n";
+
+my $port = nginx_start(http_config => "safedelete_redis unix:$sock;\n",
+                       no_default_redis => 1, config => $location);
+my $r = wait_for(sub {
+    my $x = http('DELETE', '/api/users/7', port => $port,
+                 headers => { 'X-User-Id' => '7' });
+    $x->{status} == 200 ? $x : undef });
+ok($r, 'deleted with Redis on a unix socket');
+is(`redis-cli -s $sock --raw XLEN safedelete:audit` + 0, 1, 'audited there');
+nginx_stop(port => $port);
+
+$port = nginx_start(
+    http_config => "safedelete_redis redis://:s3cret\@127.0.0.1:$rport/2;\n",
+    no_default_redis => 1, config => $location);
+$r = wait_for(sub {
+    my $x = http('DELETE', '/api/users/8', port => $port,
+                 headers => { 'X-User-Id' => '8' });
+    $x->{status} == 200 ? $x : undef });
+ok($r, 'deleted with a password and database 2');
+is(`redis-cli -p $rport -a s3cret -n 2 --no-auth-warning --raw XLEN safedelete:audit` + 0,
+   1, 'audited in database 2');
+nginx_stop(port => $port);
+
+$port = nginx_start(
+    http_config => "safedelete_redis redis://:wrong\@127.0.0.1:$rport;\n",
+    no_default_redis => 1, config => $location);
+$r = http('DELETE', '/api/users/9', port => $port, headers => { 'X-User-Id' => '9' });
+is($r->{status}, 503, 'a wrong password: refused');
+is(backend_get('/users/9')->{json}{status}, 'active', 'and nothing deleted');
+like(error_log(port => $port), qr/refused setup|NOAUTH|WRONGPASS/, 'the log says why');
+nginx_stop(port => $port);
+
+kill 'TERM', @kids;
+waitpid($_, 0) for @kids;
