@@ -274,7 +274,6 @@ ngx_http_safedelete_redis_available(void)
 static void
 ngx_http_safedelete_redis_connect(void)
 {
-    int                           n;
     u_char                        db[NGX_INT_T_LEN];
     const char                   *argv[2];
     size_t                        argvlen[2];
@@ -340,18 +339,15 @@ ngx_http_safedelete_redis_connect(void)
                                     ngx_http_safedelete_redis_disconnected);
 
     /* queued before any caller's command, so they run first */
-    n = 0;
-
     if (rd->conf->password.len) {
         argv[0] = "AUTH";
         argvlen[0] = 4;
         argv[1] = (char *) rd->conf->password.data;
         argvlen[1] = rd->conf->password.len;
-        n = 2;
 
         ngx_http_safedelete_redis_pending_inc();
         redisAsyncCommandArgv(ac, ngx_http_safedelete_redis_setup_reply,
-                              NULL, n, argv, argvlen);
+                              NULL, 2, argv, argvlen);
     }
 
     if (rd->conf->db) {
