@@ -250,6 +250,7 @@ struct ngx_http_safedelete_ctx_s {
 
 
 extern ngx_module_t  ngx_http_safedelete_module;
+extern ngx_str_t     ngx_http_safedelete_mode_names[];
 
 
 /* handler.c */

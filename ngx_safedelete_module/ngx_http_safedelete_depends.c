@@ -382,7 +382,6 @@ ngx_http_safedelete_deps_child(ngx_http_safedelete_ctx_t *ctx,
     u_char                       *p;
     json_t                       *body, *revert, *v;
     ngx_str_t                     id;
-    const char                   *key;
     ngx_http_request_t           *r;
     ngx_http_safedelete_child_t  *child;
 
@@ -474,12 +473,8 @@ ngx_http_safedelete_deps_child(ngx_http_safedelete_ctx_t *ctx,
             return NGX_ERROR;
         }
 
-        json_object_foreach(body, key, v) {
-            v = json_object_get(item, key);
-
-            if (json_object_set(revert, key, v ? v : json_null()) != 0) {
-                return NGX_ERROR;
-            }
+        if (ngx_http_safedelete_json_revert(revert, body, item) != NGX_OK) {
+            return NGX_ERROR;
         }
 
         child->method = ngx_http_safedelete_patch;

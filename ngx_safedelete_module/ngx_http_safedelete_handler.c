@@ -59,9 +59,11 @@ static ngx_int_t ngx_http_safedelete_rewrite_soft(
     ngx_http_safedelete_ctx_t *ctx);
 static ngx_int_t ngx_http_safedelete_set_content_type(ngx_http_request_t *r);
 static void ngx_http_safedelete_resume_phases(ngx_http_safedelete_ctx_t *ctx);
+static ngx_int_t ngx_http_safedelete_request_id(ngx_http_request_t *r,
+    ngx_str_t *id);
 
 
-static ngx_str_t  ngx_http_safedelete_mode_names[] = {
+ngx_str_t  ngx_http_safedelete_mode_names[] = {
     ngx_string("soft"),
     ngx_string("hard"),
     ngx_string("deferred"),
@@ -379,12 +381,6 @@ ngx_http_safedelete_verdict(ngx_http_request_t *r,
     ngx_http_safedelete_ctx_t *ctx)
 {
     ngx_int_t  rc;
-
-    if (ctx->problem_status == 0) {
-        ctx->state = NGX_HTTP_SAFEDELETE_STATE_FORWARDED;
-        ctx->decision = ngx_http_safedelete_mode_names[ctx->mode];
-        return NGX_DECLINED;
-    }
 
     ctx->state = NGX_HTTP_SAFEDELETE_STATE_ANSWERED;
     ngx_str_set(&ctx->decision, "refused");
@@ -1330,13 +1326,11 @@ ngx_http_safedelete_step_record(ngx_http_safedelete_ctx_t *ctx)
 {
     u_char                          *p;
     void                            *op;
-    ngx_str_t                        expires, *rid;
+    ngx_str_t                        expires;
     ngx_keyval_t                     f[18];
     ngx_uint_t                       n;
     ngx_msec_t                       ttl;
     ngx_http_request_t              *r;
-    ngx_http_variable_value_t       *vv;
-    ngx_http_safedelete_main_conf_t *sdmcf;
     ngx_http_safedelete_loc_conf_t  *sdlcf;
 
     r = ctx->request;
@@ -1379,9 +1373,6 @@ ngx_http_safedelete_step_record(ngx_http_safedelete_ctx_t *ctx)
                               + (int64_t) sdlcf->undo_window * 1000)
                   - p;
 
-    sdmcf = ngx_http_get_module_main_conf(r, ngx_http_safedelete_module);
-    vv = ngx_http_get_indexed_variable(r, sdmcf->request_id_index);
-
     n = 0;
 
 #define ngx_http_safedelete_field(k, v)                                       \
@@ -1409,11 +1400,8 @@ ngx_http_safedelete_step_record(ngx_http_safedelete_ctx_t *ctx)
         ngx_http_safedelete_field("revert", ctx->soft_revert);
     }
 
-    if (vv && !vv->not_found) {
-        rid = &f[n].value;
+    if (ngx_http_safedelete_request_id(r, &f[n].value) == NGX_OK) {
         ngx_str_set(&f[n].key, "request_id");
-        rid->data = vv->data;
-        rid->len = vv->len;
         n++;
     }
 
@@ -1524,7 +1512,6 @@ static ngx_int_t
 ngx_http_safedelete_soft_body(ngx_http_safedelete_ctx_t *ctx)
 {
     json_t                          *body, *revert, *v;
-    const char                      *key;
     ngx_http_request_t              *r;
     ngx_http_safedelete_loc_conf_t  *sdlcf;
 
@@ -1559,12 +1546,10 @@ ngx_http_safedelete_soft_body(ngx_http_safedelete_ctx_t *ctx)
             return NGX_ERROR;
         }
 
-        json_object_foreach(body, key, v) {
-            v = json_object_get(ctx->snapshot, key);
-
-            if (json_object_set(revert, key, v ? v : json_null()) != 0) {
-                return NGX_ERROR;
-            }
+        if (ngx_http_safedelete_json_revert(revert, body, ctx->snapshot)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
         }
 
         if (ngx_http_safedelete_json_dump(r->pool, revert, &ctx->soft_revert)
@@ -1725,6 +1710,31 @@ ngx_http_safedelete_set_content_type(ngx_http_request_t *r)
 }
 
 
+static ngx_int_t
+ngx_http_safedelete_request_id(ngx_http_request_t *r, ngx_str_t *id)
+{
+    ngx_http_variable_value_t        *vv;
+    ngx_http_safedelete_main_conf_t  *sdmcf;
+
+    sdmcf = ngx_http_get_module_main_conf(r, ngx_http_safedelete_module);
+
+    if (sdmcf->request_id_index == NGX_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    vv = ngx_http_get_indexed_variable(r, sdmcf->request_id_index);
+
+    if (vv == NULL || vv->not_found) {
+        return NGX_DECLINED;
+    }
+
+    id->data = vv->data;
+    id->len = vv->len;
+
+    return NGX_OK;
+}
+
+
 void
 ngx_http_safedelete_audit(ngx_http_safedelete_ctx_t *ctx, const char *event,
     ngx_uint_t status, const char *code)
@@ -1743,8 +1753,6 @@ ngx_http_safedelete_audit_ext(ngx_http_safedelete_ctx_t *ctx,
     ngx_uint_t                        n, i, j;
     ngx_keyval_t                      f[24];
     ngx_http_request_t               *r;
-    ngx_http_variable_value_t        *vv;
-    ngx_http_safedelete_main_conf_t  *sdmcf;
 
     r = ctx->request;
 
@@ -1812,17 +1820,9 @@ ngx_http_safedelete_audit_ext(ngx_http_safedelete_ctx_t *ctx,
         }
     }
 
-    sdmcf = ngx_http_get_module_main_conf(r, ngx_http_safedelete_module);
-
-    if (sdmcf->request_id_index != NGX_ERROR) {
-        vv = ngx_http_get_indexed_variable(r, sdmcf->request_id_index);
-
-        if (vv && !vv->not_found) {
-            ngx_str_set(&f[n].key, "request_id");
-            f[n].value.data = vv->data;
-            f[n].value.len = vv->len;
-            n++;
-        }
+    if (ngx_http_safedelete_request_id(r, &f[n].value) == NGX_OK) {
+        ngx_str_set(&f[n].key, "request_id");
+        n++;
     }
 
 #undef ngx_http_safedelete_field

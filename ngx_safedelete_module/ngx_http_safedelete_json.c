@@ -216,6 +216,27 @@ ngx_http_safedelete_json_apply(ngx_http_request_t *r, json_t *obj,
 }
 
 
+/* what a change overwrites: each changed field's old value, or null */
+
+ngx_int_t
+ngx_http_safedelete_json_revert(json_t *revert, json_t *changes,
+    json_t *original)
+{
+    json_t      *v;
+    const char  *key;
+
+    json_object_foreach(changes, key, v) {
+        v = json_object_get(original, key);
+
+        if (json_object_set(revert, key, v ? v : json_null()) != 0) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 /* nginx lower-cases variable names: match fields without case */
 
 json_t *

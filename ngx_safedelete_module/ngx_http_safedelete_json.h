@@ -25,6 +25,8 @@ ngx_int_t ngx_http_safedelete_json_apply(ngx_http_request_t *r,
     json_t *obj, ngx_array_t *fields);
 ngx_int_t ngx_http_safedelete_json_set_str(json_t *obj, const char *name,
     ngx_str_t *value);
+ngx_int_t ngx_http_safedelete_json_revert(json_t *revert, json_t *changes,
+    json_t *original);
 json_t *ngx_http_safedelete_json_get(json_t *obj, ngx_str_t *name);
 ngx_int_t ngx_http_safedelete_json_text(ngx_pool_t *pool, json_t *value,
     ngx_str_t *out);

@@ -63,8 +63,6 @@ static void ngx_http_safedelete_redis_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
 static ngx_int_t ngx_http_safedelete_redis_send(
     ngx_http_safedelete_redis_op_t *op);
-static void ngx_http_safedelete_redis_op_free(
-    ngx_http_safedelete_redis_op_t *op);
 static void ngx_http_safedelete_redis_pending_inc(void);
 static void ngx_http_safedelete_redis_pending_dec(void);
 
@@ -715,13 +713,6 @@ ngx_http_safedelete_redis_reply(redisAsyncContext *ac, void *reply,
         op->reply_handler(op, r);
     }
 
-    ngx_http_safedelete_redis_op_free(op);
-}
-
-
-static void
-ngx_http_safedelete_redis_op_free(ngx_http_safedelete_redis_op_t *op)
-{
     ngx_free(op);
 }
 

@@ -160,13 +160,6 @@ ngx_http_safedelete_mode_variable(ngx_http_request_t *r,
 {
     ngx_http_safedelete_ctx_t  *ctx;
 
-    static ngx_str_t  names[] = {
-        ngx_string("soft"),
-        ngx_string("hard"),
-        ngx_string("deferred"),
-        ngx_string("deny")
-    };
-
     ctx = ngx_http_get_module_ctx(r, ngx_http_safedelete_module);
 
     if (ctx == NULL || ctx->mode > NGX_HTTP_SAFEDELETE_MODE_DENY) {
@@ -174,8 +167,8 @@ ngx_http_safedelete_mode_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    v->len = names[ctx->mode].len;
-    v->data = names[ctx->mode].data;
+    v->len = ngx_http_safedelete_mode_names[ctx->mode].len;
+    v->data = ngx_http_safedelete_mode_names[ctx->mode].data;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
